@@ -1,0 +1,10 @@
+"""Run the eca-ref command line from a checkout: ``python cli.py verify``."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from eca_ref.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()

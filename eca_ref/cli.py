@@ -1,0 +1,46 @@
+"""The ``eca-ref`` command line: thin click shells over plain functions.
+
+Every command calls a function of the package that returns a result (usable
+from Python and notebooks) and only formats it here. Errors the user caused
+(:class:`eca_ref.errors.EcaRefError`) print as one line on stderr with exit
+status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from eca_ref.errors import EcaRefError
+
+
+class _Main(click.Group):
+    """A group that turns EcaRefError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EcaRefError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="eca-ref")
+@click.option("--backend", type=click.Choice(["numpy", "cupy"]), default=None, envvar="ECA_REF_BACKEND",
+              help="Array library for every computation (default numpy; also $ECA_REF_BACKEND).")
+def main(backend):
+    """eca-ref: the reference implementation of ECA-Net in plain NumPy."""
+    if backend:
+        from eca_ref.backend import set_backend
+        set_backend(backend)
+
+
+def _register():
+    # Each area keeps its commands in its own module; they are attached here.
+    from eca_ref import cli_core
+    for cmd in cli_core.COMMANDS:
+        main.add_command(cmd)
+
+
+_register()
