@@ -1,0 +1,55 @@
+"""Element-wise activations: the sigmoid gate and ReLU.
+
+sigmoid:  s = σ(z) = 1 / (1 + e^{-z});   ds/dz = s (1 - s)
+relu:     a = max(z, 0);                 da/dz = 1 where z > 0, else 0
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from eca_ref.backend import get_xp
+from eca_ref.validation import check_float_array
+
+
+class SigmoidCache(NamedTuple):
+    s: object  # the output σ(z); its derivative needs nothing else
+
+
+class ReluCache(NamedTuple):
+    mask: object  # z > 0
+
+
+def sigmoid(z):
+    """Numerically stable σ(z): never evaluates e^t for a large positive t."""
+    xp = get_xp()
+    e = xp.exp(-xp.abs(z))  # in (0, 1]
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+def sigmoid_forward(z, *, check_finite: bool = True):
+    """s = σ(z), any shape. Returns (s, cache)."""
+    check_float_array(z, "z", check_finite=check_finite)
+    s = sigmoid(z)
+    return s, SigmoidCache(s)
+
+
+def sigmoid_backward(ds, cache: SigmoidCache):
+    """dz = ds * s * (1 - s), same shape as s."""
+    s = cache.s
+    check_float_array(ds, "ds", shape=s.shape, check_finite=False)
+    return ds * s * (1.0 - s)
+
+
+def relu_forward(z, *, check_finite: bool = True):
+    """a = max(z, 0), any shape. Returns (a, cache)."""
+    xp = get_xp()
+    check_float_array(z, "z", check_finite=check_finite)
+    mask = z > 0
+    return xp.where(mask, z, xp.zeros((), dtype=z.dtype)), ReluCache(mask)
+
+
+def relu_backward(da, cache: ReluCache):
+    """dz = da where z > 0, else 0."""
+    xp = get_xp()
+    check_float_array(da, "da", shape=cache.mask.shape, check_finite=False)
+    return xp.where(cache.mask, da, xp.zeros((), dtype=da.dtype))
