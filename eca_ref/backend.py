@@ -69,6 +69,15 @@ def get_xp() -> ModuleType:
     return xp  # type: ignore[return-value]
 
 
+def special() -> ModuleType:
+    """scipy.special for NumPy, cupyx.scipy.special for CuPy (both have expit)."""
+    if get_xp() is numpy:
+        import scipy.special as sp  # noqa: PLC0415
+    else:
+        import cupyx.scipy.special as sp  # noqa: PLC0415
+    return sp
+
+
 def backend_name() -> str:
     """'numpy' or 'cupy'."""
     get_xp()

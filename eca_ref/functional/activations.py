@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from eca_ref.backend import get_xp
+from eca_ref.backend import get_xp, special
 from eca_ref.validation import check_float_array
 
 
@@ -20,10 +20,12 @@ class ReluCache(NamedTuple):
 
 
 def sigmoid(z):
-    """Numerically stable σ(z): never evaluates e^t for a large positive t."""
-    xp = get_xp()
-    e = xp.exp(-xp.abs(z))  # in (0, 1]
-    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+    """σ(z) = 1 / (1 + e^{-z}), numerically stable for any z (scipy.special.expit).
+
+    Written out for z < 0 as e^{z} / (1 + e^{z}) so that e^{-z} never overflows;
+    expit does exactly that in compiled code and keeps float32 as float32.
+    """
+    return special().expit(z)
 
 
 def sigmoid_forward(z, *, check_finite: bool = True):

@@ -37,7 +37,8 @@ def gap_forward(x, *, check_finite: bool = True):
         array([[1.5, 5.5]])
     """
     check_float_array(x, "x", ndim=4, dims="(N, C, H, W)", check_finite=check_finite)
-    y = x.mean(axis=(2, 3))  # (N, C)
+    H, W = x.shape[2], x.shape[3]
+    y = get_xp().einsum("nchw->nc", x) / (H * W)  # (N, C); einsum's sum is ~2x faster than mean here
     return y, GapCache(tuple(x.shape))
 
 
