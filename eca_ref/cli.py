@@ -38,9 +38,10 @@ def main(backend):
 
 def _register():
     # Each area keeps its commands in its own module; they are attached here.
-    from eca_ref import cli_core
-    for cmd in cli_core.COMMANDS:
-        main.add_command(cmd)
+    from eca_ref import cli_core, cli_data, cli_params
+    for module in (cli_core, cli_params, cli_data):
+        for cmd in module.COMMANDS:
+            main.add_command(cmd)
 
 
 _register()

@@ -49,7 +49,7 @@ def test_kernel_size_errors_are_one_line(run, args, msg):
 def test_verify_passes_and_prints_errors(run):
     r = run("verify", "--seed", "3")
     assert r.exit_code == 0, r.output
-    assert "0 failed" in r.output and "eca == eca-band" in r.output
+    assert "85 passed, 0 failed" in r.output and "eca-band" in r.output and "FAIL" not in r.output
 
 
 def test_verify_json(run):

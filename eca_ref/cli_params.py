@@ -1,0 +1,122 @@
+"""CLI command ``compare-params``: parameter counts per module and per network.
+
+A thin shell over :func:`eca_ref.params.compare_variants` (one module with C
+channels) and :func:`eca_ref.params.compare_network` (a whole network).
+"""
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from eca_ref.errors import InputError
+from eca_ref.params import NETWORKS, UNIT, compare_network, compare_variants, get_network
+
+
+def _int(n) -> str:
+    return "—" if n is None else f"{n:,}"
+
+
+def _notes(rows):
+    """Short markers for the note column and the footnotes printed under the table."""
+    marks, notes = [], []
+    for r in rows:
+        if r["note"]:
+            notes.append(r["note"])
+            marks.append(f"[{len(notes)}]")
+        else:
+            marks.append("")
+    return marks, notes
+
+
+def _print_notes(notes, console):
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] {note}", highlight=False, markup=False)
+
+
+def _print_variants(rows, console):
+    C = rows[0]["C"]
+    table = Table(title=f"One attention module on C = {C} channels "
+                        f"(Top-1/Top-5: the paper's ResNet-50 on ImageNet)")
+    for col, just in (("variant", "left"), ("f(y)", "left"), ("#Param", "left"), ("params", "right"),
+                      ("Top-1", "right"), ("Top-5", "right"), ("paper setting", "left"), ("note", "left")):
+        table.add_column(col, justify=just)
+    marks, notes = _notes(rows)
+    for r, mark in zip(rows, marks):
+        table.add_row(r["label"], r["formula"], r["param_formula"], _int(r["params"]),
+                      "" if r["top1"] is None else f"{r['top1']:.2f}",
+                      "" if r["top5"] is None else f"{r['top5']:.2f}",
+                      r["paper_setting"] or "", mark)
+    console.print(table)
+    _print_notes(notes, console)
+
+
+def _print_network(rows, console):
+    title = get_network(rows[0]["network"]).title
+    table = Table(title=f"{title}: one attention module per block (M = 2^20 = {UNIT:,} parameters)")
+    for col, just in (("variant", "left"), ("params", "right"), ("added", "right"), ("M", "right"),
+                      ("paper", "right"), ("note", "left")):
+        table.add_column(col, justify=just)
+    marks, notes = _notes(rows)
+    for r, mark in zip(rows, marks):
+        paper = ""
+        if r["paper_M"] is not None:
+            ok = r["M"] is not None and abs(r["M"] - r["paper_M"]) < 1e-9
+            paper = f"{r['paper_M']:.2f} " + ("[green]match[/green]" if ok else "[red]differs[/red]")
+        table.add_row(r["label"], _int(r["params"]), _int(r["params_added"]),
+                      "—" if r["M"] is None else f"{r['M']:.2f}", paper, mark)
+    console.print(table)
+    _print_notes(notes, console)
+
+
+@click.command("compare-params")
+@click.option("--channels", "-C", "channels", type=int, default=None,
+              help="Channel count C of the one-module table [default: 256].")
+@click.option("--reduction", "-r", type=int, default=None,
+              help="SE's reduction ratio r [default: 16; with --network the paper's: 16 for ResNets, "
+                   "8 for MobileNetV2].")
+@click.option("--groups", "-g", default=None,
+              help="SE-GC groups G (an integer or C/d): an extra row beside the paper's G = 16, C/16, C/8.")
+@click.option("-k", "k", type=int, default=None,
+              help="ECA kernel size (odd) [default: Eq. 12 for the one-module table; the fixed-k row of "
+                   "--network uses 3].")
+@click.option("--network", "-n", default=None,
+              help=f"Count a whole network: {', '.join(NETWORKS)}.")
+@click.option("--stage-k", "stage_k", default=None,
+              help="With --network: kernel sizes per stage, e.g. 3,5,5,7 [default: the authors' released ones].")
+@click.option("--placement", default=None,
+              help="With --network mobilenetv2: output (default, the authors') or expanded.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects instead of a table.")
+def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placement, as_json):
+    """Parameter counts of every attention variant, per module or per network.
+
+    Without --network: one module on --channels C, every variant with its f(y), its
+    #Param formula, the exact count and the paper's Top-1/Top-5. With --network: the
+    network's total for plain and every variant (ECA with k by Eq. 12, k = 3 and
+    per-stage kernels), exact and in the paper's units of 2^20, beside the paper's
+    Table 3.
+    """
+    if network is None:
+        if stage_k is not None or placement is not None:
+            raise InputError("--stage-k and --placement need --network")
+        rows = compare_variants(256 if channels is None else channels, reduction=reduction, groups=groups, k=k)
+    else:
+        if channels is not None:
+            raise InputError("--channels sets the one-module table; it cannot be combined with --network")
+        rows = compare_network(network, reduction=reduction, groups=groups, k=k, stage_k=stage_k,
+                               placement="output" if placement is None else placement)
+    if as_json:
+        # Only rows that apply: every object has integer params / params_added (settings that
+        # cannot fit this network, e.g. G = 16 on 24 channels, are listed with a note in the table).
+        click.echo(json.dumps([r for r in rows if r["params"] is not None], indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    if network is None:
+        _print_variants(rows, console)
+    else:
+        _print_network(rows, console)
+
+
+COMMANDS = [compare_params_cmd]

@@ -1,0 +1,138 @@
+"""`eca-ref compare-params`: tables, JSON, the paper's numbers, error paths."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from eca_ref import VARIANTS
+from eca_ref.cli import main
+from eca_ref.cli_params import COMMANDS
+
+for _cmd in COMMANDS:
+    if _cmd.name not in main.commands:
+        main.add_command(_cmd)
+
+WIDE = {"COLUMNS": "200"}
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["compare-params", *args], env=WIDE)
+
+
+def run_json(*args):
+    res = run(*args, "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
+    return rows
+
+
+def test_registered_name():
+    assert [c.name for c in COMMANDS] == ["compare-params"]
+
+
+def test_variants_table_default():
+    res = run()
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "C = 256" in out
+    for text in ("SE (r=16)", "8,192", "65,536", "SE-GC3 (G=C/8)", "ECA (k=5)", "2C²/r", "σ(C1D_k(y))",
+                 "77.43", "93.65", "75.20"):
+        assert text in out, text
+
+
+def test_variants_json():
+    rows = run_json("--channels", "512", "-k", "3", "--reduction", "8", "--groups", "C/16")
+    assert {r["variant"] for r in rows} == set(VARIANTS)
+    by = {r["label"]: r for r in rows}
+    assert by["SE (r=8)"]["params"] == 2 * 512 * 64
+    assert by["ECA-NS (k=3)"]["params"] == 1536 and by["ECA (k=3)"]["params"] == 3
+    assert by["SE-GC2 (G=C/16)"]["params"] == 512 * 512 // 32
+    for r in rows:
+        assert {"variant", "label", "formula", "param_formula", "params", "top1", "top5"} <= set(r)
+        assert isinstance(r["params"], int)
+
+
+@pytest.mark.parametrize("net, plain, se, eca", [
+    ("resnet50", 24.37, 26.77, 24.37),
+    ("resnet101", 42.49, 47.01, 42.49),
+    ("resnet152", 57.40, 63.68, 57.40),
+    ("mobilenetv2", 3.34, 3.40, 3.34),
+])
+def test_network_json_matches_paper(net, plain, se, eca):
+    rows = run_json("--network", net)
+    for r in rows:
+        assert {"variant", "params", "params_added", "M", "label"} <= set(r)
+        if r["params"] is not None:
+            assert isinstance(r["params"], int) and isinstance(r["params_added"], int)
+            assert r["M"] == round(r["params"] / 2 ** 20, 2)
+    assert rows[0]["variant"] == "none" and rows[0]["M"] == plain
+    se_row = next(r for r in rows if r["variant"] == "se" and r["hp"]["bias"] is False)
+    assert se_row["M"] == se
+    assert all(r["M"] == eca for r in rows if r["variant"] == "eca")
+
+
+def test_resnet50_json_digits():
+    rows = run_json("--network", "resnet50")
+    by = {r["label"]: r for r in rows}
+    assert by["ResNet-50 (plain)"]["params"] == 25_557_032
+    assert by["SE (r=16)"]["params_added"] == 2_514_944
+    assert by["SE (r=16, FC bias)"]["params_added"] == 2_530_992
+    assert by["SE-Var2"]["params_added"] == 15_104
+    assert by["SE-Var3"]["params_added"] == 20_119_552
+    assert by["SE-GC1 (G=16)"]["params_added"] == 1_257_472
+    assert by["SE-GC2 (G=C/16)"]["params_added"] == 241_664
+    assert by["SE-GC3 (G=C/8)"]["params_added"] == 120_832
+    assert by["ECA-NS (k=3)"]["params_added"] == 45_312
+    assert [r["params_added"] for r in rows if r["variant"] == "eca"] == [86, 48, 80]
+
+
+def test_network_table():
+    res = run("--network", "resnet50")
+    assert res.exit_code == 0, res.output
+    for text in ("25,557,032", "2,514,944", "2,530,992", "26.77 match", "24.37 match", "ECA (authors' k: 3,5,5,7)"):
+        assert text in res.stdout, text
+    assert "differs" not in res.stdout
+    res = run("-n", "mobilenetv2")
+    assert res.exit_code == 0 and "3.40 match" in res.stdout and "[1] n/a" in res.stdout
+
+
+def test_stage_k_and_k_options():
+    rows = run_json("--network", "resnet50", "--stage-k", "3,3,3,3", "-k", "7")
+    assert [r["params_added"] for r in rows if r["variant"] == "eca"] == [86, 7 * 16, 48]
+    rows = run_json("--network", "mobilenetv2", "--placement", "expanded")
+    assert next(r for r in rows if r["variant"] == "se")["params_added"] == 1_128_064
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--channels", "0"], "C (channels) must be >= 1, got 0"),
+    (["--channels", "-4"], "C (channels) must be >= 1"),
+    (["--network", "vgg16"], "unknown network 'vgg16'; known: resnet50, resnet101, resnet152, mobilenetv2"),
+    (["-k", "4"], "k must be odd"),
+    (["-k", "0"], "k must be >= 1"),
+    (["--reduction", "0"], "reduction must be >= 1"),
+    (["--reduction", "512"], "r (the reduction ratio) must be <= C = 256"),
+    (["--groups", "3"], "groups = 3 does not fit the module (C = 256)"),
+    (["--groups", "C/x"], "groups must be a positive integer or 'C/d'"),
+    (["--network", "resnet50", "--groups", "3"], "block layer1.0 of resnet50 (C = 256)"),
+    (["--network", "mobilenetv2", "--reduction", "32"], "block features.1 of mobilenetv2 (C = 16)"),
+    (["--network", "resnet50", "--stage-k", "3,5,5"], "resnet50 has 4 stages, got 3"),
+    (["--network", "resnet50", "--stage-k", "3,5,x,7"], "comma-separated"),
+    (["--network", "resnet50", "--placement", "expanded"], "placement must be one of output for resnet50"),
+    (["--network", "resnet50", "--channels", "64"], "cannot be combined with --network"),
+    (["--stage-k", "3,5,5,7"], "need --network"),
+])
+def test_errors_one_line_exit_2(args, msg):
+    res = run(*args)
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip()
+    assert err.count("\n") == 0 and err.startswith("Error: "), err
+    assert msg in err, err
+    assert "Traceback" not in res.output
+
+
+def test_help():
+    res = run("--help")
+    assert res.exit_code == 0 and "--stage-k" in res.stdout and "--network" in res.stdout
