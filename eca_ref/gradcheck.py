@@ -69,11 +69,13 @@ def eval_numerical_gradient_array(f, x, df, h: float = 1e-4, order: int = 4):
             flat_x[i] = old + step
             return xp.array(f(), dtype=xp.float64, copy=True)
 
-        diff1 = f_at(h) - f_at(-h)  # f(x + h) - f(x - h)
-        if order == 2:
-            flat_g[i] = xp.sum(diff1 * df) / (2 * h)
-        else:
-            diff2 = f_at(2 * h) - f_at(-2 * h)  # f(x + 2h) - f(x - 2h)
-            flat_g[i] = xp.sum((8 * diff1 - diff2) * df) / (12 * h)
-        flat_x[i] = old  # restore
+        try:
+            diff1 = f_at(h) - f_at(-h)  # f(x + h) - f(x - h)
+            if order == 2:
+                flat_g[i] = xp.sum(diff1 * df) / (2 * h)
+            else:
+                diff2 = f_at(2 * h) - f_at(-2 * h)  # f(x + 2h) - f(x - 2h)
+                flat_g[i] = xp.sum((8 * diff1 - diff2) * df) / (12 * h)
+        finally:
+            flat_x[i] = old  # restore, even if f raised
     return grad

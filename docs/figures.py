@@ -1,0 +1,137 @@
+"""Make the PNG figures of docs/ from the package itself (needs the [plot] extra: matplotlib).
+
+    python docs/figures.py              # writes docs/figures/*.png
+    python docs/figures.py --out DIR    # somewhere else
+
+Figures:
+    band-matrices.png  the matrix of f for SE-Var3, SE-GC, ECA-NS and ECA (chapter 3)
+    kernel-size.png    k = psi(C) of Eq. 12: the authors' code rule, the ties, timm's floor (chapter 6)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from eca_ref import VARIANTS, band_matrix, kernel_size_info
+
+OUT = Path(__file__).resolve().parent / "figures"
+
+
+def _save(fig, path: Path) -> None:
+    """Write atomically: a temp file in the same folder, then os.replace."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def matrices(C: int = 16, groups: int = 4, k: int = 3, seed: int = 0) -> list[tuple[str, np.ndarray, int]]:
+    """(title, C x C matrix of f, number of parameters) for SE-Var3, SE-GC, ECA-NS and ECA."""
+    from scipy.linalg import block_diag
+
+    rng = np.random.default_rng(seed)
+    full = VARIANTS["se-var3"].init_params(C, rng=rng)["W"]
+    gc = VARIANTS["se-gc"].init_params(C, rng=rng, groups=groups)["W"]
+    ns = VARIANTS["eca-ns"].init_params(C, rng=rng, k=k)["W"]
+    w = VARIANTS["eca"].init_params(C, rng=rng, k=k)["w"]
+    return [
+        (f"SE-Var3: full W\n{C * C} parameters", full, C * C),
+        (f"SE-GC: G = {groups} blocks\n{C * C // groups} parameters", block_diag(*gc), C * C // groups),
+        (f"ECA-NS: band, k = {k}\n{k * C} parameters", band_matrix(ns, C), k * C),
+        (f"ECA: one shared kernel, k = {k}\n{k} parameters", band_matrix(w, C), k),
+    ]
+
+
+def band_matrices_figure(path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    mats = matrices()
+    vmax = max(float(np.abs(m).max()) for _, m, _ in mats)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.9))
+    for ax, (title, m, _) in zip(axes, mats):
+        shown = np.ma.masked_where(m == 0, m)  # structural zeros stay white
+        ax.imshow(shown, cmap="coolwarm", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        C = m.shape[0]
+        ax.set_xticks(np.arange(-0.5, C, 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, C, 1), minor=True)
+        ax.grid(which="minor", color="0.85", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)
+        ax.set_xticks([0, C - 1])
+        ax.set_yticks([0, C - 1])
+        ax.set_xlabel("input channel m (of y)")
+        ax.set_title(title, fontsize=11)
+    axes[0].set_ylabel("output channel i (of z)")
+    fig.suptitle("The matrix of f: z = M y, C = 16 channels (colour = weight, white = structural zero)",
+                 fontsize=12)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def kernel_size_figure(path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    Cs = np.unique(np.concatenate([np.round(np.logspace(0, 15, 2000, base=2)).astype(int),
+                                   2 ** np.arange(16)]))  # every power of 2: the ties sit on them
+    infos = [kernel_size_info(int(C)) for C in Cs]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    t = [i.t_exact for i in infos]
+    ax.plot(Cs, t, color="0.6", linewidth=1, label="t = (log2 C + b) / γ  (γ = 2, b = 1)")
+    ax.step(Cs, [i.k_timm for i in infos], where="post", color="tab:orange", linewidth=2.5, alpha=0.6,
+            label="timm: max(k, 3)")
+    ax.step(Cs, [i.k for i in infos], where="post", color="tab:blue", linewidth=1.5,
+            label="k = ψ(C), the authors' code rule")
+    ties = [i for i in infos if i.tie]
+    for i in ties:
+        lo, hi = i.k_nearest_odd
+        ax.plot([i.C, i.C], [lo, hi], color="tab:red", linewidth=1, linestyle=":")
+        ax.plot([i.C], [i.k], "o", color="tab:red")
+        left = i.C > 2 ** 12  # keep the last label inside the axes
+        ax.annotate(f"C = {i.C}: tie {lo} / {hi}", (i.C, i.k), textcoords="offset points",
+                    xytext=(-8, 6) if left else (6, 6), ha="right" if left else "left", fontsize=9,
+                    color="tab:red")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("channels C")
+    ax.set_ylabel("kernel size k")
+    ax.set_yticks([1, 3, 5, 7, 9])
+    ax.set_ylim(0, 10.3)
+    ax.grid(True, color="0.9")
+    ax.legend(loc="upper left", fontsize=9)
+    ax.set_title("Eq. 12: k grows with log2 C; ties (red) are rounded up by the authors' code", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+FIGURES = {"band-matrices.png": band_matrices_figure, "kernel-size.png": kernel_size_figure}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Make the figures of docs/.")
+    ap.add_argument("--out", type=Path, default=OUT, help="output folder (default: docs/figures)")
+    opts = ap.parse_args(argv)
+    try:
+        import matplotlib
+    except ImportError:
+        print("figures need matplotlib: pip install -e '.[plot]'", file=sys.stderr)
+        return 2
+    matplotlib.use("Agg")
+    opts.out.mkdir(parents=True, exist_ok=True)
+    for name, make in FIGURES.items():
+        make(opts.out / name)
+        print(f"wrote {opts.out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
