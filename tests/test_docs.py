@@ -125,27 +125,28 @@ def _modules_with_doctests():
     return sorted(names)
 
 
-@pytest.mark.parametrize("name", _modules_with_doctests())
-def test_docstring_examples(name):
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and not exc.name.startswith("eca_ref"):
-            pytest.skip(f"{name} needs the optional package {exc.name}")
-        raise
-    tests = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module, name, module=module) if t.examples]
-    if not tests:
-        pytest.skip(f"{name} has no docstring examples")
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    for t in tests:
-        runner.run(t, out=lambda s: None)
-    result = runner.summarize(verbose=False)
-    if result.failed:  # run again, printing the failures
+def test_docstring_examples():
+    """Every docstring example in the package runs and prints what it shows."""
+    attempted, failures = 0, []
+    for name in _modules_with_doctests():
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and not exc.name.startswith("eca_ref"):
+                continue  # a module that needs an optional package (cupy)
+            raise
+        finder = doctest.DocTestFinder(exclude_empty=True)
+        tests = [t for t in finder.find(module, name, module=module) if t.examples]
         report = io.StringIO()
         runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         for t in tests:
             runner.run(t, out=report.write)
-        pytest.fail(f"{result.failed} of {result.attempted} docstring examples of {name} failed:\n{report.getvalue()}")
+        result = runner.summarize(verbose=False)
+        attempted += result.attempted
+        if result.failed:
+            failures.append(f"{name}: {result.failed} of {result.attempted} failed\n{report.getvalue()}")
+    assert not failures, "\n".join(failures)
+    assert attempted >= 10  # the package does have examples: a finder that finds none is a broken test
 
 
 def test_generated_cli_output_is_current():
