@@ -1,0 +1,137 @@
+"""CLI of the coursework harness: ``eca-ref assignment init|rubric`` and ``eca-ref grade``."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from eca_ref.errors import InputError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=False, width=max(100, Console().width))
+
+
+@click.group("assignment")
+def assignment():
+    """Hand out the students' starter (see docs/grading-teachers.md)."""
+
+
+@assignment.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite eca_assignment.py / README.md if they exist.")
+def assignment_init(directory, force):
+    """Write the starter (eca_assignment.py, README.md) into DIRECTORY."""
+    from eca_ref.grading import STARTER_VERSION, init_assignment
+
+    for path in init_assignment(directory, force=force):
+        click.echo(f"wrote {path}")
+    click.echo(f"starter version {STARTER_VERSION}: students implement eca_assignment.py and check it with "
+               f"`python eca_assignment.py`")
+
+
+@assignment.command("rubric")
+@click.option("--points", "points_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON {entry name: points} that overrides the default points.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rubric as JSON (a points file to edit).")
+def assignment_rubric(points_file, as_json):
+    """Show the rubric: entries, points, what each checks."""
+    from rich.table import Table
+
+    from eca_ref.grading import load_points, rubric_with_points
+
+    rubric = rubric_with_points(load_points(points_file) if points_file else None)
+    if as_json:
+        click.echo(json.dumps({e.name: e.points for e in rubric}, indent=2))
+        return
+    table = Table(title=f"rubric: {sum(e.points for e in rubric)} points", title_justify="left")
+    for col in ("entry", "points", "kind", "checks"):
+        table.add_column(col)
+    for e in rubric:
+        table.add_row(e.name, str(e.points), e.kind, e.description)
+    _console().print(table)
+
+
+@click.command("grade")
+@click.argument("submission", type=click.Path(path_type=Path))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write Gradescope's results.json here (one submission).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Folder mode: the CSV of scores (default FOLDER/grades.csv).")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder mode: also write one Gradescope JSON per submission here.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds per test (and for importing the submission).")
+@click.option("--total-timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+              help="Seconds for a whole submission.")
+@click.option("--memory", "memory_mb", type=click.IntRange(min=128), default=1024, show_default=True,
+              help="Memory limit of the submission's process, MiB.")
+@click.option("--points", "points_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON {entry name: points} to change the points (see `eca-ref assignment rubric --json`).")
+@click.option("-v", "--verbose", is_flag=True, help="Print every case of every test and the submission's output.")
+def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_timeout, memory_mb, points_file,
+          verbose):
+    """Grade SUBMISSION.py, or every .py in a folder, against the reference.
+
+    The submission runs in a separate process with time and memory limits; the
+    report lists each test with its points and the measured error or the first
+    failure. Exit status 0 when grading finished (whatever the score), 2 on bad
+    input (missing file, bad points file).
+    """
+    from eca_ref.grading import grade_folder, grade_submission, load_points, rubric_with_points, write_csv, \
+        write_json
+    from eca_ref.grading.report import folder_table, result_table
+
+    rubric = rubric_with_points(load_points(points_file) if points_file else None)
+    opts = dict(rubric=rubric, seed=seed, timeout=timeout, total_timeout=total_timeout, memory_mb=memory_mb)
+    console = _console()
+    if not submission.exists():
+        raise InputError(f"submission not found: {submission}")
+    if submission.is_dir():
+        if json_path is not None:
+            raise InputError("--json is for one submission; for a folder use --csv and --report-dir")
+        csv_path = csv_path or submission / "grades.csv"
+        if not csv_path.parent.is_dir():
+            raise InputError(f"folder of --csv does not exist: {csv_path.parent}")
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+
+        def progress(i, n, path):
+            console.print(f"[{i + 1}/{n}] grading {path.name}", highlight=False, markup=False)
+
+        results = grade_folder(submission, progress=progress, **opts)
+        for r in results:
+            if report_dir is not None and r.tests:
+                write_json(r, report_dir / (Path(r.submission).stem + ".json"))
+        write_csv(results, csv_path, rubric)
+        console.print(folder_table(results))
+        click.echo(f"wrote {csv_path}" + (f" and {len(results)} reports in {report_dir}" if report_dir else ""))
+        return
+    if csv_path is not None or report_dir is not None:
+        raise InputError("--csv and --report-dir are for a folder of submissions; for one file use --json")
+    if json_path is not None and not (json_path.parent if str(json_path.parent) else Path(".")).is_dir():
+        raise InputError(f"folder of --json does not exist: {json_path.parent}")
+    result = grade_submission(submission, **opts)
+    if json_path is not None:
+        write_json(result, json_path)
+    console.print(result_table(result))
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    if verbose:
+        for t in result.tests:
+            console.print(f"\n{t.name} {t.score}/{t.max_score}\n{t.output}", highlight=False, markup=False)
+        if result.stdout.strip():
+            console.print("\nthe submission's stdout:\n" + result.stdout, highlight=False, markup=False)
+        if result.stderr.strip():
+            console.print("\nthe submission's stderr:\n" + result.stderr, highlight=False, markup=False)
+    if json_path is not None:
+        click.echo(f"wrote {json_path}")
+    sys.stdout.flush()
+
+
+COMMANDS = [assignment, grade]
