@@ -1,0 +1,318 @@
+"""Speed benchmarks: one training step of the tiny ResNet, and the ECA module alone.
+
+Both are timed against references measured in the same process on the same machine:
+
+* the training step (forward + backward + a Nesterov-SGD update, float32) against the identical
+  architecture in PyTorch (``torch.set_num_threads`` set to the thread count NumPy's BLAS uses);
+* the ECA module against B, the memory traffic its forward cannot avoid (a mean over H, W and one
+  ``x * s[:, :, None, None]`` of the same array), and against PyTorch autograd on the same module
+  (Conv1d over GAP).
+
+Every number is the median of ``repeats`` timed runs after ``warmup`` untimed ones.
+Results are plain dicts (JSON-ready); ``eca-ref bench`` prints them as tables.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import time
+
+import numpy
+
+from eca_ref.attention import VARIANTS
+from eca_ref.backend import get_xp
+from eca_ref.errors import InputError
+from eca_ref.functional.loss import softmax_cross_entropy
+from eca_ref.models import ResNetConfig, block_specs, decay_keys, init_resnet, resnet_backward, resnet_forward
+from eca_ref.validation import check_int
+
+__all__ = ["ECA_SHAPES", "blas_threads", "tune_allocator", "time_median", "bench_train_step", "bench_eca",
+           "make_torch_resnet", "torch_name", "environment"]
+
+ECA_SHAPES = ((128, 64, 8, 8), (32, 256, 56, 56))
+LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
+
+
+def blas_threads() -> int:
+    """The thread count NumPy's BLAS uses: $OPENBLAS_NUM_THREADS / $OMP_NUM_THREADS, else the CPU count."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def tune_allocator() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse (a process-wide setting; opt-in).
+
+    NumPy allocates every large temporary afresh; by default glibc returns those blocks to the
+    system and the next allocation pays page faults to get them back. Raising the mmap and trim
+    thresholds keeps blocks up to 32 MB in the heap (about 10% of a training step here). Returns
+    False where glibc is not available (then nothing changes).
+    """
+    if platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
+        ok &= libc.mallopt(m_trim_threshold, 1024 * 1024 * 1024)
+        ok &= libc.mallopt(m_top_pad, 64 * 1024 * 1024)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
+def time_median(fn, *, repeats: int, warmup: int, sync=None) -> dict:
+    """Median, min and max wall time of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"median_ms": float(numpy.median(times)), "min_ms": times[0], "max_ms": times[-1], "repeats": repeats}
+
+
+def _torch():
+    try:
+        import torch  # noqa: PLC0415 (optional: comparison only)
+    except ImportError:
+        return None
+    return torch
+
+
+def environment() -> dict:
+    torch = _torch()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"numpy": numpy.__version__, "torch": getattr(torch, "__version__", None), "cpus": os.cpu_count(),
+            "blas_threads": blas_threads(), "python": platform.python_version(),
+            "machine": platform.machine(), "processor": platform.processor() or None,
+            "load_avg": [round(v, 2) for v in load] if load else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+# ------------------------------------------------------------------------------------ training step
+
+class _NumpyStep:
+    """One training step of the NumPy network: forward, loss, backward, Nesterov SGD with weight decay."""
+
+    def __init__(self, cfg, batch, seed=0):
+        xp = get_xp()
+        rng = numpy.random.default_rng(seed)
+        self.cfg = cfg
+        self.params, self.buffers = init_resnet(cfg, rng, dtype=numpy.float32)
+        self.decay = decay_keys(self.params)
+        self.velocity = {k: xp.zeros_like(v) for k, v in self.params.items()}
+        self.x = xp.asarray(rng.standard_normal((batch, 3, 32, 32), dtype=numpy.float32))
+        self.y = xp.asarray(rng.integers(0, cfg.num_classes, batch))
+
+    def __call__(self):
+        logits, cache, self.buffers = resnet_forward(self.x, self.params, self.buffers, self.cfg, train=True)
+        loss, dlogits = softmax_cross_entropy(logits, self.y, check_finite=False)
+        grads = resnet_backward(dlogits, cache)
+        for k, p in self.params.items():
+            g = grads[k]
+            if k in self.decay:
+                g += WEIGHT_DECAY * p
+            v = self.velocity[k]
+            v *= MOMENTUM
+            v += g
+            g += MOMENTUM * v  # Nesterov: step along g + momentum v
+            p -= LR * g
+        return loss
+
+
+def make_torch_resnet(cfg: ResNetConfig, params=None, buffers=None, dtype=None):
+    """The same network in PyTorch (attention "eca" or "none"), optionally with our weights copied in.
+
+    Its ``state_dict`` keys are eca_ref's names with the blocks under ``blocks.<stage>_<block>`` and
+    ECA's weight as ``attn.conv.weight`` (see :func:`torch_name`).
+    """
+    torch = _torch()
+    if torch is None:
+        raise InputError("PyTorch is not installed (pip install 'eca-ref[parity]')")
+    if cfg.attention not in ("eca", "none"):
+        raise InputError(f"the PyTorch twin supports attention 'eca' and 'none', got {cfg.attention!r}")
+    nn = torch.nn
+
+    class ECA(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
+
+        def forward(self, x):
+            z = self.conv(x.mean((2, 3))[:, None, :])[:, 0]  # (N, C)
+            return x * torch.sigmoid(z)[:, :, None, None]
+
+    class Block(nn.Module):
+        def __init__(self, spec):
+            super().__init__()
+            self.conv1 = nn.Conv2d(spec.cin, spec.cout, 3, spec.stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(spec.cout)
+            self.conv2 = nn.Conv2d(spec.cout, spec.cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(spec.cout)
+            self.attn = ECA(spec.attn_hp["k"]) if cfg.attention == "eca" else nn.Identity()
+            self.shortcut = None
+            if spec.projection:
+                self.shortcut = nn.Sequential()
+                self.shortcut.add_module("conv", nn.Conv2d(spec.cin, spec.cout, 1, spec.stride, bias=False))
+                self.shortcut.add_module("bn", nn.BatchNorm2d(spec.cout))
+
+        def forward(self, x):
+            o = torch.relu(self.bn1(self.conv1(x)))
+            o = self.attn(self.bn2(self.conv2(o)))
+            return torch.relu(o + (x if self.shortcut is None else self.shortcut(x)))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential()
+            self.stem.add_module("conv", nn.Conv2d(3, cfg.width, 3, 1, 1, bias=False))
+            self.stem.add_module("bn", nn.BatchNorm2d(cfg.width))
+            self.blocks = nn.ModuleDict({s.name.replace(".", "_"): Block(s) for s in block_specs(cfg)})
+            self.fc = nn.Linear(4 * cfg.width, cfg.num_classes)
+
+        def forward(self, x):
+            h = torch.relu(self.stem(x))
+            for block in self.blocks.values():
+                h = block(h)
+            return self.fc(h.mean((2, 3)))
+
+    model = Net()
+    if dtype is not None:
+        model = model.to(dtype)
+    if params is not None:
+        state = model.state_dict()
+        with torch.no_grad():
+            for name, a in {**params, **(buffers or {})}.items():
+                t = state[torch_name(name)]
+                t.copy_(torch.as_tensor(numpy.asarray(a)).reshape(t.shape))
+    return model
+
+
+def torch_name(name: str) -> str:
+    """eca_ref's parameter name -> the PyTorch twin's state_dict key."""
+    name = name.replace(".attn.w", ".attn.conv.weight")
+    if name.startswith("stage"):
+        stage, block, rest = name.split(".", 2)
+        return f"blocks.{stage}_{block}.{rest}"
+    return name
+
+
+def _torch_step(cfg, batch, threads, seed=0):
+    torch = _torch()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = make_torch_resnet(cfg).train()
+    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and ("conv" in n or n == "fc.weight")
+             and "attn" not in n]
+    rest = [p for n, p in model.named_parameters() if not any(p is q for q in decay)]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": rest, "weight_decay": 0.0}],
+                          lr=LR, momentum=MOMENTUM, nesterov=True)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, 32, 32, generator=g)
+    y = torch.randint(0, cfg.num_classes, (batch,), generator=g)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repeats: int = 20, warmup: int = 3,
+                     with_torch: bool = True) -> dict:
+    """Time one training step (forward + backward + update, float32) in NumPy and, if available, PyTorch."""
+    cfg = cfg or ResNetConfig()
+    batch = check_int(batch, "batch", min_value=2)
+    repeats = check_int(repeats, "repeats", min_value=1)
+    warmup = check_int(warmup, "warmup", min_value=0)
+    threads = blas_threads()
+    result = {"config": {"depth": cfg.depth, "width": cfg.width, "attention": cfg.attention, "batch": batch},
+              "threads": threads, "numpy": time_median(_NumpyStep(cfg, batch), repeats=repeats, warmup=warmup)}
+    result["numpy"]["images_per_s"] = batch / result["numpy"]["median_ms"] * 1e3
+    torch = _torch() if with_torch else None
+    if torch is not None and cfg.attention in ("eca", "none"):
+        result["torch"] = time_median(_torch_step(cfg, batch, threads), repeats=repeats, warmup=warmup)
+        result["torch"]["images_per_s"] = batch / result["torch"]["median_ms"] * 1e3
+        result["ratio"] = result["numpy"]["median_ms"] / result["torch"]["median_ms"]
+    return result
+
+
+# ------------------------------------------------------------------------------------ ECA module alone
+
+def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_torch: bool = True, k: int | None = None):
+    """Time the ECA module (forward; forward + backward) against B and PyTorch autograd, float32.
+
+    B = ``x.mean(axis=(2, 3))`` plus ``x * s[:, :, None, None]`` on the same array: the reads and
+    the write that any forward pass must do. Targets: forward <= 1.2 B, forward + backward <= 3 B.
+    """
+    xp = get_xp()
+    repeats = check_int(repeats, "repeats", min_value=1)
+    warmup = check_int(warmup, "warmup", min_value=0)
+    v = VARIANTS["eca"]
+    torch = _torch() if with_torch else None
+    threads = blas_threads()
+    rows = []
+    for shape in shapes:
+        N, C, H, W = shape
+        rng = numpy.random.default_rng(0)
+        x = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
+        dout = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
+        params = v.init_params(C, rng=rng, dtype=numpy.float32, **({"k": k} if k else {}))
+
+        def baseline():
+            s = x.mean(axis=(2, 3))  # (N, C)
+            return x * s[:, :, None, None]
+
+        def fwd():
+            return v.forward(x, params, check_finite=False)
+
+        def fwd_bwd():
+            out, cache = v.forward(x, params, check_finite=False)
+            return v.backward(dout, cache)
+
+        row = {"shape": list(shape), "k": int(params["w"].shape[0]),
+               "B": time_median(baseline, repeats=repeats, warmup=warmup),
+               "forward": time_median(fwd, repeats=repeats, warmup=warmup),
+               "forward_backward": time_median(fwd_bwd, repeats=repeats, warmup=warmup)}
+        row["forward_over_B"] = row["forward"]["median_ms"] / row["B"]["median_ms"]
+        row["forward_backward_over_B"] = row["forward_backward"]["median_ms"] / row["B"]["median_ms"]
+        if torch is not None:
+            torch.set_num_threads(threads)
+            kk = row["k"]
+            conv = torch.nn.Conv1d(1, 1, kk, padding=(kk - 1) // 2, bias=False)
+            with torch.no_grad():
+                conv.weight.copy_(torch.as_tensor(numpy.asarray(params["w"])).reshape(1, 1, kk))
+            tx = torch.as_tensor(numpy.asarray(x))
+            tdout = torch.as_tensor(numpy.asarray(dout))
+
+            def tmodule(inp):
+                z = conv(inp.mean((2, 3))[:, None, :])[:, 0]
+                return inp * torch.sigmoid(z)[:, :, None, None]
+
+            def tfwd():
+                with torch.no_grad():
+                    return tmodule(tx)
+
+            def tfwd_bwd():
+                inp = tx.detach().requires_grad_(True)
+                conv.weight.grad = None
+                tmodule(inp).backward(tdout)
+                return inp.grad
+
+            row["torch_forward"] = time_median(tfwd, repeats=repeats, warmup=warmup)
+            row["torch_forward_backward"] = time_median(tfwd_bwd, repeats=repeats, warmup=warmup)
+            row["forward_over_torch"] = row["forward"]["median_ms"] / row["torch_forward"]["median_ms"]
+            row["forward_backward_over_torch"] = (row["forward_backward"]["median_ms"]
+                                                  / row["torch_forward_backward"]["median_ms"])
+        rows.append(row)
+    return rows

@@ -1,0 +1,73 @@
+"""The benchmark: plain functions and `eca-ref bench` (tiny sizes: this checks plumbing, not speed)."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from eca_ref.bench import bench_eca, bench_train_step, blas_threads, time_median
+from eca_ref.cli import main
+from eca_ref.cli_bench import COMMANDS
+from eca_ref.models import ResNetConfig
+
+for _cmd in COMMANDS:
+    if _cmd.name not in main.commands:
+        main.add_command(_cmd)
+
+TINY = ["--repeats", "1", "--warmup", "0", "--batch", "4", "--width", "2", "--eca-shape", "2x8x4x4"]
+
+
+def test_time_median():
+    r = time_median(lambda: None, repeats=3, warmup=1)
+    assert r["repeats"] == 3 and 0 <= r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+
+
+def test_bench_train_step_numpy_only():
+    r = bench_train_step(ResNetConfig(width=2), batch=4, repeats=2, warmup=0, with_torch=False)
+    assert r["numpy"]["median_ms"] > 0 and "torch" not in r and r["threads"] == blas_threads()
+
+
+def test_bench_eca_numpy_only():
+    rows = bench_eca([(2, 8, 4, 4)], repeats=1, warmup=0, with_torch=False)
+    assert rows[0]["k"] == 3 and rows[0]["forward_over_B"] > 0 and "torch_forward" not in rows[0]
+
+
+def test_cli_bench_json_no_torch():
+    res = CliRunner().invoke(main, ["bench", *TINY, "--no-torch", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["train_step"]["config"]["width"] == 2 and "ratio" not in out["train_step"]
+    assert out["eca"][0]["shape"] == [2, 8, 4, 4]
+    assert out["environment"]["numpy"] == np.__version__
+
+
+def test_cli_bench_table():
+    res = CliRunner().invoke(main, ["bench", *TINY, "--no-torch"])
+    assert res.exit_code == 0, res.output
+    assert "training step" in res.output and "ECA module alone" in res.output
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--depth", "9"], "depth must be of the form 6n \\+ 2"),
+    (["--eca-shape", "2x8x4"], "--eca-shape must be four positive integers"),
+])
+def test_cli_bench_bad_input(args, match):
+    res = CliRunner().invoke(main, ["bench", *TINY, "--no-torch", *args])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
+
+
+def test_parity_bench_with_torch():
+    """[parity] The PyTorch twin is the same network: same logits with copied weights; the ratio is reported."""
+    torch = pytest.importorskip("torch")
+    from eca_ref.bench import make_torch_resnet
+    from eca_ref.models import init_resnet, resnet_forward
+    cfg = ResNetConfig(width=4)
+    params, buffers = init_resnet(cfg, np.random.default_rng(0), dtype=np.float64)
+    model = make_torch_resnet(cfg, params, buffers, dtype=torch.float64).train()
+    x = np.random.default_rng(1).standard_normal((3, 3, 16, 16))
+    np.testing.assert_allclose(resnet_forward(x, params, buffers, cfg, train=True)[0],
+                               model(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-10)
+    assert sum(p.numel() for p in model.parameters()) == sum(a.size for a in params.values())
+    r = bench_train_step(cfg, batch=4, repeats=1, warmup=0)
+    assert r["ratio"] > 0
