@@ -68,3 +68,81 @@ def test_array_modules_take_their_array_library_from_the_backend():
             checked.append(PKG / "functional" / extra)
     offenders = [str(p.relative_to(PKG)) for p in checked if _imports_numpy(p)]
     assert offenders == []
+
+
+def _fake_cupy(device_count):
+    """A stand-in 'cupy' module: only what backend selection looks at."""
+    import types
+
+    def get_count():
+        if isinstance(device_count, Exception):
+            raise device_count
+        return device_count
+
+    mod = types.ModuleType("cupy")
+    mod.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=get_count))
+    mod.ndarray = type("ndarray", (), {})
+    return mod
+
+
+@pytest.mark.parametrize("count,match", [
+    (RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected"), "no usable GPU was found .*no CUDA-capable"),
+    (0, r"no usable GPU was found \(0 CUDA devices\)"),
+])
+def test_cupy_without_a_gpu_is_refused(monkeypatch, count, match):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(count))
+    with pytest.raises(BackendError, match=match):
+        backend.set_backend("cupy")
+    assert backend.get_xp() is np  # nothing fell back or switched silently
+
+
+def test_cupy_with_a_gpu_is_selected_then_numpy_again(monkeypatch):
+    fake = _fake_cupy(1)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    try:
+        assert backend.set_backend("cupy") is fake
+        assert backend.get_xp() is fake and backend.backend_name() == "cupy"
+    finally:
+        backend.set_backend("numpy")
+    assert backend.get_xp() is np
+
+
+def test_cli_backend_error_is_one_line(monkeypatch):
+    from click.testing import CliRunner
+
+    from eca_ref.cli import main
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(0))
+    r = CliRunner().invoke(main, ["--backend", "cupy", "kernel-size", "-C", "64"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == ["Error: backend 'cupy' requested but no usable GPU was found (0 CUDA devices)"]
+    backend.set_backend("numpy")
+
+
+# numpy attributes that are not array math: types, dtypes and the host random generator.
+HOST_NUMPY_ATTRS = {"random", "dtype", "float32", "float64", "int64", "uint8", "ndarray", "integer", "floating",
+                    "isscalar", "iinfo", "finfo", "generic", "bool_", "__version__",
+                    "ones", "zeros"}  # initial values built on the host, then moved with xp.asarray
+
+
+def _numpy_attrs_used(path: Path) -> set:
+    tree = ast.parse(path.read_text())
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {a.asname or a.name for a in node.names if a.name == "numpy"}
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            used.add(node.attr)
+    return used
+
+
+@pytest.mark.parametrize("sub", ["attention", "functional", "models"])
+def test_no_numpy_array_math_behind_the_backend(sub):
+    """Model/layer code may use numpy only for dtypes and the host RNG; array math goes through get_xp()."""
+    bad = {}
+    for path in sorted((PKG / sub).glob("*.py")):
+        extra = _numpy_attrs_used(path) - HOST_NUMPY_ATTRS
+        if extra:
+            bad[path.name] = sorted(extra)
+    assert bad == {}
