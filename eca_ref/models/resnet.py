@@ -307,6 +307,12 @@ def _relu_backward_inplace(da, a):
     return da
 
 
+def _channel_major(a):
+    """An (N, C, H, W) array with channel-major memory (the same values): the order the layers run fastest on."""
+    xp = get_xp()
+    return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
 def _bn(h, params, buffers, prefix, train, new_buffers):
     out, cache, stats = batchnorm2d_forward(h, params[prefix + ".weight"], params[prefix + ".bias"],
                                             buffers[prefix + ".running_mean"], buffers[prefix + ".running_var"],
@@ -383,7 +389,9 @@ def resnet_backward(dlogits, cache: ResNetCache) -> dict:
     grads = {}
     dy, g = linear_backward(dlogits, cache.fc)
     grads["fc.weight"], grads["fc.bias"] = g["weight"], g["bias"]
-    dh = gap_backward(dy, cache.gap)                                                 # (N, 4w, H', W')
+    # the conv and BN layers keep activations channel-major in memory (see functional/conv.py); the
+    # gradient starts that way too, so that every elementwise op below sees one memory order
+    dh = _channel_major(gap_backward(dy, cache.gap))                                 # (N, 4w, H', W')
     specs = block_specs(cfg)
     for spec, bc in zip(reversed(specs), reversed(cache.blocks)):
         p = spec.name
@@ -399,19 +407,20 @@ def resnet_backward(dlogits, cache: ResNetCache) -> dict:
             do, g = v.backward(do, bc.attn)
             for k, a in g.items():
                 grads[f"{p}.attn.{k}"] = a
-        do, g = batchnorm2d_backward(do, bc.bn2)
+        # do is this pass's own array (written in place) unless it is also the identity shortcut's ds
+        do, g = batchnorm2d_backward(do, bc.bn2, overwrite_dout=ds is not do)
         grads[p + ".bn2.weight"], grads[p + ".bn2.bias"] = g["weight"], g["bias"]
         do, g = conv2d_backward(do, bc.conv2)
         grads[p + ".conv2.weight"] = g["weight"]
         do = _relu_backward_inplace(do, bc.relu1)
-        do, g = batchnorm2d_backward(do, bc.bn1)
+        do, g = batchnorm2d_backward(do, bc.bn1, overwrite_dout=True)
         grads[p + ".bn1.weight"], grads[p + ".bn1.bias"] = g["weight"], g["bias"]
         do, g = conv2d_backward(do, bc.conv1)
         grads[p + ".conv1.weight"] = g["weight"]
         do += ds  # both paths into the block's input
         dh = do
     dh = _relu_backward_inplace(dh, cache.stem_relu)
-    dh, g = batchnorm2d_backward(dh, cache.stem_bn)
+    dh, g = batchnorm2d_backward(dh, cache.stem_bn, overwrite_dout=True)
     grads["stem.bn.weight"], grads["stem.bn.bias"] = g["weight"], g["bias"]
     _, g = conv2d_backward(dh, cache.stem_conv, input_grad=False)  # no gradient for the images
     grads["stem.conv.weight"] = g["weight"]
