@@ -38,8 +38,8 @@ def main(backend):
 
 def _register():
     # Each area keeps its commands in its own module; they are attached here.
-    from eca_ref import cli_bench, cli_core, cli_data, cli_grade, cli_params
-    for module in (cli_core, cli_params, cli_data, cli_grade, cli_bench):
+    from eca_ref import cli_bench, cli_core, cli_data, cli_grade, cli_params, cli_train
+    for module in (cli_core, cli_params, cli_data, cli_train, cli_grade, cli_bench):
         for cmd in module.COMMANDS:
             main.add_command(cmd)
 

@@ -1,0 +1,265 @@
+"""CLI commands of training: train, evaluate, ablate (thin shells over eca_ref.train).
+
+Exit status: 0 when the command did what was asked (including ``--stop-after``), 2 for an error
+the user can fix (one line on stderr), 1 when training diverged (NaN/inf loss; the last good
+checkpoint is kept), 130 after Ctrl-C (a checkpoint was written; continue with ``--resume``).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+from click.core import ParameterSource
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from eca_ref.train.loop import TrainConfig
+
+_DEFAULTS = TrainConfig.__dataclass_fields__
+
+
+def _default(name):
+    return _DEFAULTS[name].default
+
+
+def _fmt_seconds(s: float) -> str:
+    s = float(s)
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
+
+
+class RichReporter:
+    """Progress bar per epoch (batches, loss, accuracy, images/s, ETA) and one line per epoch."""
+
+    def __init__(self, console: Console, label: str = ""):
+        self.console = console
+        self.label = f"{label} " if label else ""
+        self.progress = None
+        self.task = None
+
+    def on_start(self, info):
+        cfg, counts = info["config"], info["parameters"]
+        what = (f"{cfg.attention}-ResNet-{cfg.depth} (width {cfg.width}): {counts['total']:,} parameters, "
+                f"{counts['attention']:,} in attention")
+        if info["resumed"]:
+            self.console.print(f"{self.label}resuming {info['run_dir']} at epoch {info['epoch']}/{cfg.epochs}, "
+                               f"step {info['step']}/{info['total_steps']}; {what}")
+        else:
+            self.console.print(f"{self.label}training {what}; {info['n_train']:,} train / {info['n_test']:,} test "
+                               f"images from {info['data_root']}; {cfg.epochs} epochs x {info['steps_per_epoch']} "
+                               f"steps of {cfg.batch_size}; run dir {info['run_dir']}")
+
+    def on_epoch_start(self, epoch, epochs, n_batches, first):
+        self._stop()
+        self.progress = Progress(
+            TextColumn(f"{self.label}epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:6.2%}"),
+            TextColumn("{task.fields[ips]:,.0f} img/s"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=n_batches, completed=first, loss=0.0, acc=0.0, ips=0.0)
+
+    def on_batch(self, epoch, batch, n_batches, loss, acc, ips, lr):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=batch, loss=loss, acc=acc, ips=ips)
+
+    def on_epoch_end(self, m):
+        self._stop()
+        self.console.print(
+            f"{self.label}epoch {m['epoch']:>3}  train loss {m['train_loss']:.4f} acc {m['train_acc']:6.2%}  "
+            f"test loss {m['test_loss']:.4f} acc {m['test_acc']:6.2%}  lr {m['lr']:.4g}  "
+            f"{m['images_per_s']:,.0f} img/s  {m['seconds']:.1f} s", highlight=False)
+
+    def _stop(self):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    close = _stop
+
+
+def _given(ctx, name) -> bool:
+    src = ctx.get_parameter_source(name)
+    return src not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+_CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "lr", "schedule", "warmup",
+                   "momentum", "weight_decay", "label_smoothing", "augment", "seed", "limit")
+
+
+@click.command("train")
+@click.option("--attention", default=_default("attention"), show_default=True,
+              help="Attention variant by registry name (none, se, eca, ...).")
+@click.option("--depth", type=int, default=_default("depth"), show_default=True, help="ResNet depth, 6n+2.")
+@click.option("--width", type=int, default=_default("width"), show_default=True, help="Channels of the first stage.")
+@click.option("--k", type=int, default=None, help="ECA kernel size for every block (default: kernel_size(C) per block).")
+@click.option("--epochs", type=int, default=_default("epochs"), show_default=True)
+@click.option("--seed", type=int, default=_default("seed"), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (new).")
+@click.option("--resume", "resume_dir", type=click.Path(), default=None,
+              help="Continue the run in this directory with its saved config.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="CIFAR-10 location (else $ECA_REF_DATA, else ~/.cache/eca-ref).")
+@click.option("--limit", type=int, default=None, help="Use only the first N train and N test images.")
+@click.option("--stop-after", type=int, default=None, help="End this invocation after N epochs (checkpoint written).")
+@click.option("--lr", type=float, default=_default("lr"), show_default=True, help="Peak learning rate.")
+@click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine"]), default=_default("schedule"), show_default=True)
+@click.option("--warmup", type=float, default=_default("warmup"), show_default=True,
+              help="Fraction of the steps spent rising to the peak learning rate.")
+@click.option("--momentum", type=float, default=_default("momentum"), show_default=True)
+@click.option("--weight-decay", type=float, default=_default("weight_decay"), show_default=True,
+              help="L2 on conv and linear weights only.")
+@click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True)
+@click.option("--augment/--no-augment", default=_default("augment"), show_default=True,
+              help="Random crop (4-pixel padding) and horizontal flip.")
+@click.pass_context
+def train_cmd(ctx, out, resume_dir, data_dir, stop_after, **opts):
+    """Train the tiny ECA-ResNet on CIFAR-10 (or continue a run with --resume)."""
+    from eca_ref.errors import InputError
+    from eca_ref.train.loop import resume, train
+
+    console = Console(highlight=False, soft_wrap=True)
+    reporter = RichReporter(console)
+    t0 = time.perf_counter()
+    try:
+        if resume_dir is not None:
+            expect = {k: v for k, v in opts.items() if _given(ctx, k)}
+            if out is not None and str(out).rstrip("/") != str(resume_dir).rstrip("/"):
+                raise InputError(f"--out {out} contradicts --resume {resume_dir}: a resumed run stays in its directory")
+            result = resume(resume_dir, data_dir=data_dir, stop_after=stop_after, reporter=reporter, expect=expect)
+        else:
+            if out is None:
+                raise InputError("--out is required (the run directory), or give --resume RUN_DIR")
+            cfg = TrainConfig(**opts)
+            result = train(cfg, out, data_dir=data_dir, stop_after=stop_after, reporter=reporter)
+    except KeyboardInterrupt:
+        reporter.close()
+        click.echo("Stopped at once by Ctrl-C; the last checkpoint written, if any, is kept.", err=True)
+        sys.exit(130)
+    finally:
+        reporter.close()
+    elapsed = time.perf_counter() - t0
+    run_total = sum(m["seconds"] for m in result.metrics)
+    if result.status == "diverged":
+        click.echo(f"Error: {result.message}", err=True)
+        sys.exit(1)
+    if result.status == "interrupted":
+        click.echo(f"Interrupted: {result.message}. Continue with: eca-ref train --resume {result.run_dir}", err=True)
+        sys.exit(130)
+    if result.status == "stopped":
+        console.print(f"{result.message}; continue with: eca-ref train --resume {result.run_dir}")
+    else:
+        console.print(result.message)
+    console.print(f"total time {_fmt_seconds(elapsed)} (this invocation); epochs so far {result.epoch}/"
+                  f"{result.config.epochs}, {_fmt_seconds(run_total)} of training and evaluation")
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path())
+@click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
+@click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def evaluate_cmd(run_dir, data_dir, limit, as_json):
+    """Test accuracy, per-class accuracy and the confusion matrix of a saved run."""
+    from eca_ref.train.evaluate import evaluate_run
+
+    r = evaluate_run(run_dir, data_dir=data_dir, limit=limit)
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), indent=1))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    c = r.config
+    console.print(f"{r.run_dir}: {c['attention']}-ResNet-{c['depth']} width {c['width']}, epoch {r.epoch}/{c['epochs']}; "
+                  f"test accuracy [bold]{r.accuracy:.2%}[/bold] on {r.n:,} images (loss {r.loss:.4f})")
+    per = Table(title="Per-class accuracy")
+    per.add_column("class")
+    per.add_column("accuracy", justify="right")
+    per.add_column("correct / images", justify="right")
+    for i, name in enumerate(r.class_names):
+        per.add_row(name, f"{r.per_class[name]:.2%}" if r.confusion[i].sum() else "-",
+                    f"{r.confusion[i, i]} / {r.confusion[i].sum()}")
+    console.print(per)
+    cm = Table(title="Confusion matrix (rows: true class, columns: predicted)", box=box.SIMPLE_HEAD)
+    cm.add_column("", no_wrap=True)
+    for name in r.class_names:
+        cm.add_column(name[:4], justify="right", no_wrap=True, min_width=4)
+    for i, name in enumerate(r.class_names):
+        cm.add_row(name, *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(r.confusion[i])))
+    console.print(cm)
+
+
+def _csv(text: str, kind=str, name: str = "") -> list:
+    from eca_ref.errors import InputError
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        raise InputError(f"{name} must be a comma-separated list of {kind.__name__}s, got {text!r}") from None
+
+
+@click.command("ablate")
+@click.option("--attention", default="none,se,eca", show_default=True, help="Comma-separated variant names.")
+@click.option("--epochs", type=int, default=_default("epochs"), show_default=True, help="Epochs per run (same for all).")
+@click.option("--seeds", default="0,1", show_default=True, help="Comma-separated seeds.")
+@click.option("--depth", type=int, default=_default("depth"), show_default=True)
+@click.option("--width", type=int, default=_default("width"), show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only the first N train and N test images.")
+@click.option("--lr", type=float, default=_default("lr"), show_default=True)
+@click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
+@click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/ablate", show_default=True,
+              help="Folder for the runs (one per variant and seed; reused when rerun).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
+def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json):
+    """Train each attention variant under the same budget; params added and test accuracy mean ± std."""
+    from eca_ref.train.ablate import AblationInterrupted, ablate
+
+    variants = _csv(attention, str, "--attention")
+    seed_list = _csv(seeds, int, "--seeds")
+    console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+    reporters = []
+
+    def factory(v, s):
+        reporters.append(RichReporter(console, label=f"[{v} seed {s}]"))
+        return reporters[-1]
+
+    t0 = time.perf_counter()
+    try:
+        r = ablate(variants, seed_list, epochs=epochs, out=out, data_dir=data_dir, reporter_factory=factory,
+                   depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
+    except AblationInterrupted as exc:
+        click.echo(f"Interrupted: {exc}", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Stopped at once by Ctrl-C; rerun the same command to continue.", err=True)
+        sys.exit(130)
+    finally:
+        for rep in reporters:
+            rep.close()
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), indent=1))
+        return
+    t = Table(title=f"Ablation: depth {depth}, width {width}, {epochs} epochs, seeds {', '.join(map(str, seed_list))}")
+    t.add_column("attention")
+    t.add_column("parameters", justify="right")
+    t.add_column("added", justify="right")
+    t.add_column("test acc per seed", justify="right")
+    t.add_column("mean ± std", justify="right")
+    t.add_column("time", justify="right")
+    for row in r.rows:
+        t.add_row(row.variant, f"{row.params_total:,}", f"{row.params_added:,}",
+                  " ".join(f"{a:.2%}" if a == a else "diverged" for a in row.accs),
+                  f"{row.mean:.2%} ± {row.std:.2%}", _fmt_seconds(row.seconds))
+    console.print(t)
+    console.print(f"total time {_fmt_seconds(time.perf_counter() - t0)}; runs in {r.out}")
+
+
+COMMANDS = [train_cmd, evaluate_cmd, ablate_cmd]

@@ -1,0 +1,95 @@
+"""Evaluate a saved run on the CIFAR-10 test split: accuracy, per-class accuracy, confusion matrix::
+
+    from eca_ref.train import evaluate_run
+    r = evaluate_run("runs/eca_d8")
+    r.accuracy, r.per_class["cat"], r.confusion.shape       # (10, 10): rows true, columns predicted
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np  # host-side counting only
+
+from eca_ref.errors import CheckpointError, InputError
+from eca_ref.train.checkpoint import load_checkpoint
+from eca_ref.train.loop import EVAL_BATCH, TrainConfig, evaluate_arrays
+from eca_ref.validation import check_int
+
+
+def confusion_matrix(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(num_classes, num_classes)`` int64 counts; row = true class, column = predicted class."""
+    labels, pred = np.asarray(labels, np.int64), np.asarray(pred, np.int64)
+    if labels.shape != pred.shape or labels.ndim != 1:
+        raise InputError(f"labels and pred must be 1-D of equal length, got {labels.shape} and {pred.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes or pred.min() < 0 or pred.max() >= num_classes):
+        raise InputError(f"labels and pred must lie in [0, {num_classes})")
+    return np.bincount(labels * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def confusion_matrix_loop(labels, pred, num_classes: int) -> np.ndarray:
+    """The same counts, one sample at a time (the reference for the test)."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    for t, p in zip(labels, pred):
+        cm[int(t), int(p)] += 1
+    return cm
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    n: int
+    loss: float
+    accuracy: float
+    class_names: list
+    per_class: dict           # class name -> accuracy (recall of that class)
+    confusion: np.ndarray     # (classes, classes), row = true, column = predicted
+    epoch: int
+    config: dict
+
+    def to_dict(self) -> dict:
+        return {"run_dir": str(self.run_dir), "n": self.n, "loss": self.loss, "accuracy": self.accuracy,
+                "class_names": list(self.class_names), "per_class": dict(self.per_class),
+                "confusion": self.confusion.tolist(), "epoch": self.epoch, "config": self.config}
+
+
+def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size: int = EVAL_BATCH) -> EvalResult:
+    """Load the checkpoint in ``run_dir`` and evaluate it on the test split (all of it, or the
+    first ``limit`` images). The normalisation is the one the run was trained with."""
+    from eca_ref.backend import get_xp
+    from eca_ref.data import class_names, load_cifar10, resolve_root
+
+    if limit is not None:
+        check_int(limit, "limit", min_value=1)
+    check_int(batch_size, "batch_size", min_value=1)
+    groups, meta = load_checkpoint(run_dir)
+    run_dir = Path(run_dir)
+    try:
+        cfg = TrainConfig.from_dict(meta.get("config"))
+        mean = np.asarray(meta["data"]["mean"], np.float32)
+        std = np.asarray(meta["data"]["std"], np.float32)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{run_dir}: corrupt checkpoint metadata ({type(exc).__name__}: {exc})") from None
+    if mean.shape != (3,) or std.shape != (3,):
+        raise CheckpointError(f"{run_dir}: corrupt checkpoint metadata (mean/std must have 3 values)")
+    mcfg = cfg.model_config()
+    xp = get_xp()
+    params = {k: xp.asarray(v) for k, v in groups.get("params", {}).items()}
+    buffers = {k: xp.asarray(v) for k, v in groups.get("buffers", {}).items()}
+    root = resolve_root(data_dir)
+    images, labels = load_cifar10(root, split="test")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    try:
+        names = list(class_names(root))
+    except Exception:  # noqa: BLE001 - names are cosmetic; fall back to numbers
+        names = [str(i) for i in range(mcfg.num_classes)]
+    try:
+        ev = evaluate_arrays(params, buffers, mcfg, images, labels, mean, std, batch_size=batch_size)
+    except KeyError as exc:
+        raise CheckpointError(f"{run_dir}: checkpoint lacks weight {exc} of the saved model config") from None
+    cm = confusion_matrix(labels, ev["pred"], mcfg.num_classes)
+    support = cm.sum(axis=1)
+    per_class = {names[i]: (float(cm[i, i] / support[i]) if support[i] else float("nan")) for i in range(len(names))}
+    return EvalResult(run_dir=run_dir, n=int(len(labels)), loss=ev["loss"], accuracy=ev["acc"], class_names=names,
+                      per_class=per_class, confusion=cm, epoch=int(meta.get("epoch", 0)), config=cfg.to_dict())

@@ -1,0 +1,174 @@
+"""eca-ref train / evaluate / ablate through click's CliRunner: exit codes and messages."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from eca_ref.cli import main
+from eca_ref.cli_train import COMMANDS
+from eca_ref.train.checkpoint import load_checkpoint
+
+for _c in COMMANDS:
+    if _c.name not in main.commands:
+        main.add_command(_c)
+
+TINY = ["--depth", "8", "--width", "2", "--batch-size", "16", "--epochs", "2", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from eca_ref.data import make_fake_cifar10
+    root = tmp_path_factory.mktemp("cifar")
+    make_fake_cifar10(root, n_train=40, n_test=20, seed=0, formats=("binary",))
+    return str(root)
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_error_line(r):
+    lines = [s for s in r.stderr.splitlines() if s.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert "Traceback" not in r.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    r = run("train", *TINY, "--out", out, "--data-dir", data_dir)
+    assert r.exit_code == 0, r.output
+    return out, r
+
+
+def test_train_output(straight):
+    out, r = straight
+    assert "epoch   1" in r.stdout and "epoch   2" in r.stdout
+    assert "test loss" in r.stdout and "img/s" in r.stdout
+    assert "total time" in r.stdout and "finished 2 epochs" in r.stdout
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 2
+
+
+def test_stop_after_then_resume_bit_identical(straight, data_dir, tmp_path):
+    out = tmp_path / "r"
+    r1 = run("train", *TINY, "--out", out, "--data-dir", data_dir, "--stop-after", "1")
+    assert r1.exit_code == 0 and "--resume" in r1.stdout
+    assert load_checkpoint(out)[1]["epoch"] == 1
+    r2 = run("train", "--resume", out, "--data-dir", data_dir)
+    assert r2.exit_code == 0, r2.output
+    assert "resuming" in r2.stdout
+    g_straight, _ = load_checkpoint(straight[0])
+    g_resumed, meta = load_checkpoint(out)
+    assert meta["epoch"] == 2
+    for grp in ("params", "buffers", "momentum"):
+        for k, v in g_straight[grp].items():
+            assert np.array_equal(v, g_resumed[grp][k]), (grp, k)
+
+
+def test_resume_with_agreeing_option_is_fine_and_contradiction_refused(straight, data_dir):
+    r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--width", "2")
+    assert r.exit_code == 0 and "already complete" in r.stdout
+    r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--lr", "0.3", "--epochs", "5")
+    assert r.exit_code == 2
+    line = _one_error_line(r)
+    assert "contradict" in line and "lr=0.3" in line and "epochs=5" in line
+
+
+def test_unwritable_out_dir(data_dir, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = run("train", *TINY, "--out", tmp_path / "afile" / "run", "--data-dir", data_dir)
+    assert r.exit_code == 2
+    assert "cannot create output directory" in _one_error_line(r)
+
+
+def test_data_dir_without_cifar(tmp_path):
+    r = run("train", *TINY, "--out", tmp_path / "run", "--data-dir", tmp_path / "empty")
+    assert r.exit_code == 2
+    line = _one_error_line(r)
+    assert "download" in line.lower()
+
+
+def test_out_required(data_dir):
+    r = run("train", *TINY, "--data-dir", data_dir)
+    assert r.exit_code == 2 and "--out is required" in _one_error_line(r)
+
+
+def test_existing_run_refused(straight, data_dir):
+    r = run("train", *TINY, "--out", straight[0], "--data-dir", data_dir)
+    assert r.exit_code == 2 and "already holds a run" in _one_error_line(r)
+
+
+@pytest.mark.parametrize("content,match", [
+    ("{not json", "not valid JSON"),
+    ('{"format": "something-else", "version": 1}', "not an eca-ref checkpoint"),
+])
+def test_corrupt_or_foreign_checkpoint(tmp_path, data_dir, content, match):
+    (tmp_path / "checkpoint.json").write_text(content)
+    r = run("train", "--resume", tmp_path, "--data-dir", data_dir)
+    assert r.exit_code == 2 and match in _one_error_line(r)
+    r = run("evaluate", tmp_path, "--data-dir", data_dir)
+    assert r.exit_code == 2 and match in _one_error_line(r)
+
+
+def test_tampered_arrays_refused(straight, data_dir, tmp_path):
+    import shutil
+    d = tmp_path / "copy"
+    shutil.copytree(straight[0], d)
+    npz = next(d.glob("*.npz"))
+    raw = bytearray(npz.read_bytes())
+    raw[100] ^= 1
+    npz.write_bytes(bytes(raw))
+    r = run("evaluate", d, "--data-dir", data_dir)
+    assert r.exit_code == 2 and "checksum mismatch" in _one_error_line(r)
+
+
+def test_resume_missing_run(tmp_path, data_dir):
+    r = run("train", "--resume", tmp_path / "nothing", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "no such run directory" in _one_error_line(r)
+
+
+def test_divergence_exit_1_keeps_checkpoint(data_dir, tmp_path):
+    out = tmp_path / "boom"
+    r = run("train", *TINY, "--lr", "1e30", "--out", out, "--data-dir", data_dir)
+    assert r.exit_code == 1, r.output
+    assert "diverged" in r.stderr and "Traceback" not in r.output
+    _, meta = load_checkpoint(out)                 # the last good one (here: the initial state)
+    assert meta["step"] == 0
+
+
+def test_bad_options(data_dir, tmp_path):
+    r = run("train", "--attention", "nope", "--out", tmp_path / "x", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "nope" in _one_error_line(r)
+    r = run("train", "--depth", "9", "--out", tmp_path / "y", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "6n + 2" in _one_error_line(r)
+    r = run("train", "--width", "0", "--out", tmp_path / "z", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "width" in _one_error_line(r)
+
+
+def test_evaluate(straight, data_dir):
+    r = run("evaluate", straight[0], "--data-dir", data_dir)
+    assert r.exit_code == 0, r.output
+    assert "Per-class accuracy" in r.stdout and "Confusion matrix" in r.stdout and "airplane" in r.stdout
+    r = run("evaluate", straight[0], "--data-dir", data_dir, "--json")
+    assert r.exit_code == 0
+    d = json.loads(r.stdout)
+    assert d["n"] == 20 and sum(map(sum, d["confusion"])) == 20 and set(d["per_class"]) >= {"cat", "truck"}
+
+
+def test_ablate(data_dir, tmp_path):
+    args = ["ablate", "--attention", "none,eca", "--seeds", "0,1", "--epochs", "1", "--width", "4",
+            "--batch-size", "16", "--data-dir", data_dir, "--out", tmp_path / "abl"]
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+    assert "mean ± std" in r.stdout and "none" in r.stdout and "eca" in r.stdout
+    r = run(*args, "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert [row["variant"] for row in d["rows"]] == ["none", "eca"]
+    # ECA on widths 4, 8, 16: k = kernel_size(C) = 1, 3, 3
+    assert d["rows"][0]["params_added"] == 0 and d["rows"][1]["params_added"] == 1 + 3 + 3
+    r = run("ablate", "--seeds", "a,b", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "--seeds" in _one_error_line(r)

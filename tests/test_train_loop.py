@@ -1,0 +1,197 @@
+"""The training loop: determinism, exact resume (epoch end and mid-epoch), divergence, refusals."""
+import json
+import signal
+
+import numpy as np
+import pytest
+
+from eca_ref.errors import CheckpointError, InputError
+from eca_ref.train.checkpoint import load_checkpoint
+from eca_ref.train.loop import TrainConfig, resume, train
+
+TINY = dict(depth=8, width=2, epochs=2, batch_size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from eca_ref.data import make_fake_cifar10
+    root = tmp_path_factory.mktemp("cifar")
+    make_fake_cifar10(root, n_train=40, n_test=20, seed=0, formats=("binary",))
+    return root
+
+
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+    """The reference: 2 epochs in one go."""
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    r = train(TrainConfig(**TINY), out, data_dir=data_dir)
+    assert r.status == "finished" and r.epoch == 2 and r.step == 6
+    return r
+
+
+def _assert_same_state(a, b):
+    for name in ("params", "buffers", "momentum"):
+        ga, gb = getattr(a, name), getattr(b, name)
+        assert set(ga) == set(gb)
+        for k in ga:
+            assert ga[k].dtype == gb[k].dtype
+            assert np.array_equal(ga[k], gb[k]), f"{name}[{k}] differs"
+
+
+def _strip_time(metrics):
+    return [{k: v for k, v in m.items() if k not in ("seconds", "train_seconds", "images_per_s")} for m in metrics]
+
+
+def test_run_dir_contents(straight):
+    d = straight.run_dir
+    assert {"config.json", "metrics.jsonl", "checkpoint.json"} <= {p.name for p in d.iterdir()}
+    lines = [json.loads(s) for s in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert {"train_loss", "train_acc", "test_acc", "test_loss", "seconds", "lr"} <= set(lines[0])
+    assert json.loads((d / "config.json").read_text())["train"]["width"] == 2
+    groups, meta = load_checkpoint(d)
+    assert meta["epoch"] == 2 and meta["step"] == 6 and meta["status"] == "finished"
+    assert all(a.dtype == np.float32 for a in groups["params"].values())
+    assert meta["optimizer"]["nesterov"] and meta["optimizer"]["momentum"] == 0.9
+
+
+def test_same_seed_same_weights(data_dir, tmp_path, straight):
+    r = train(TrainConfig(**TINY), tmp_path / "again", data_dir=data_dir)
+    _assert_same_state(r, straight)
+    other = train(TrainConfig(**{**TINY, "seed": 1, "epochs": 1}), tmp_path / "seed1", data_dir=data_dir)
+    assert not np.array_equal(other.params["fc.weight"], straight.params["fc.weight"])
+
+
+def test_resume_after_stop_is_bit_identical(data_dir, tmp_path, straight):
+    r1 = train(TrainConfig(**TINY), tmp_path / "r", data_dir=data_dir, stop_after=1)
+    assert r1.status == "stopped" and r1.epoch == 1 and r1.step == 3
+    r2 = resume(tmp_path / "r", data_dir=data_dir)
+    assert r2.status == "finished" and r2.epoch == 2 and r2.step == 6
+    _assert_same_state(r2, straight)
+    assert _strip_time(r2.metrics) == _strip_time(straight.metrics)
+    # and what is on disk is the same too
+    g2, _ = load_checkpoint(tmp_path / "r")
+    g1, _ = load_checkpoint(straight.run_dir)
+    for grp in g1:
+        for k in g1[grp]:
+            assert np.array_equal(g1[grp][k], g2[grp][k])
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+class _CtrlC:
+    """Reporter that presses Ctrl-C (a real SIGINT) after a given batch."""
+
+    def __init__(self, epoch, batch):
+        self.at = (epoch, batch)
+
+    def on_batch(self, epoch, batch, n_batches, loss, acc, ips, lr):
+        if (epoch, batch) == self.at:
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_mid_epoch_then_resume_is_bit_identical(data_dir, tmp_path, straight):
+    r1 = train(TrainConfig(**TINY), tmp_path / "c", data_dir=data_dir, reporter=_CtrlC(2, 1))
+    assert r1.status == "interrupted" and r1.step == 4
+    _, meta = load_checkpoint(tmp_path / "c")
+    assert meta["status"] == "interrupted" and meta["epoch"] == 1 and meta["batch_in_epoch"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # handler restored
+    r2 = resume(tmp_path / "c", data_dir=data_dir)
+    assert r2.status == "finished"
+    _assert_same_state(r2, straight)
+    assert _strip_time(r2.metrics) == _strip_time(straight.metrics)
+
+
+def test_second_ctrl_c_stops_at_once(data_dir, tmp_path):
+    class Twice:
+        def on_batch(self, epoch, batch, *a):
+            if batch == 1:
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(**TINY), tmp_path / "k", data_dir=data_dir, reporter=Twice())
+    _, meta = load_checkpoint(tmp_path / "k")      # the initial checkpoint is still there and valid
+    assert meta["step"] == 0
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    from eca_ref.functional import loss as loss_mod
+    real = loss_mod.softmax_cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(logits, y, **kw):
+        calls["n"] += 1
+        loss, d = real(logits, y, **kw)
+        return (float("nan") if calls["n"] == 5 else loss), d
+
+    ref = train(TrainConfig(**TINY), tmp_path / "ref", data_dir=data_dir, stop_after=1)
+    monkeypatch.setattr(loss_mod, "softmax_cross_entropy", poisoned)
+    r = train(TrainConfig(**TINY), tmp_path / "nan", data_dir=data_dir)
+    assert r.status == "diverged" and "nan" in r.message and "epoch 1" in r.message
+    groups, meta = load_checkpoint(tmp_path / "nan")
+    assert meta["epoch"] == 1 and meta["step"] == 3
+    for k, v in ref.params.items():
+        assert np.array_equal(groups["params"][k], v)
+
+
+def test_resume_refuses_contradicting_options(data_dir, straight):
+    with pytest.raises(CheckpointError, match=r"lr=0.5 \(saved: 0.1\)"):
+        resume(straight.run_dir, data_dir=data_dir, expect={"lr": 0.5, "width": 2})
+    r = resume(straight.run_dir, data_dir=data_dir, expect={"width": 2})       # agreeing is fine
+    assert r.status == "finished" and "already complete" in r.message
+
+
+def test_resume_refuses_other_data(straight, tmp_path):
+    from eca_ref.data import make_fake_cifar10
+    make_fake_cifar10(tmp_path, n_train=40, n_test=20, seed=5, formats=("binary",))
+    with pytest.raises(CheckpointError, match="not the data this run"):
+        resume(straight.run_dir, data_dir=tmp_path)
+
+
+def test_new_run_refuses_existing_run(data_dir, straight):
+    with pytest.raises(InputError, match="already holds a run"):
+        train(TrainConfig(**TINY), straight.run_dir, data_dir=data_dir)
+
+
+def test_unwritable_out(data_dir, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot create output directory"):
+        train(TrainConfig(**TINY), tmp_path / "file" / "run", data_dir=data_dir)
+
+
+def test_config_validation():
+    with pytest.raises(InputError):
+        TrainConfig(epochs=0)
+    with pytest.raises(InputError):
+        TrainConfig(lr=float("nan"))
+    with pytest.raises(InputError):
+        TrainConfig(depth=9)
+    with pytest.raises(InputError):
+        TrainConfig(attention="nope")
+    with pytest.raises(CheckpointError, match="unknown fields"):
+        TrainConfig.from_dict({"epochs": 1, "colour": "red"})
+
+
+def test_evaluate_and_confusion(straight, data_dir):
+    from eca_ref.train.evaluate import confusion_matrix, confusion_matrix_loop, evaluate_run
+    r = evaluate_run(straight.run_dir, data_dir=data_dir)
+    assert r.n == 20 and r.confusion.sum() == 20 and r.confusion.shape == (10, 10)
+    assert r.accuracy == pytest.approx(np.trace(r.confusion) / 20)
+    assert r.accuracy == pytest.approx(straight.metrics[-1]["test_acc"])
+    rng = np.random.default_rng(0)
+    t, p = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
+    assert np.array_equal(confusion_matrix(t, p, 10), confusion_matrix_loop(t, p, 10))
+
+
+def test_ablate(data_dir, tmp_path):
+    from eca_ref.train.ablate import ablate
+    cfg = dict(depth=8, width=4, batch_size=16)
+    r = ablate(["none", "eca"], [0, 1], epochs=1, out=tmp_path / "abl", data_dir=data_dir, **cfg)
+    rows = {row.variant: row for row in r.rows}
+    assert rows["none"].params_added == 0 and rows["eca"].params_added > 0
+    assert rows["eca"].params_total == rows["none"].params_total + rows["eca"].params_added
+    assert len(rows["eca"].accs) == 2 and all(0 <= a <= 1 for a in rows["eca"].accs)
+    assert rows["eca"].std >= 0
+    # rerun: runs are reused, same numbers
+    again = ablate(["none", "eca"], [0, 1], epochs=1, out=tmp_path / "abl", data_dir=data_dir, **cfg)
+    assert [row.accs for row in again.rows] == [row.accs for row in r.rows]
