@@ -196,6 +196,33 @@ def evaluate_cmd(run_dir, data_dir, limit, as_json):
     console.print(cm)
 
 
+@click.command("gates")
+@click.argument("run_dir", type=click.Path())
+@click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
+@click.option("--limit", type=int, default=None, help="Use the first N test images only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics (with the class-mean gates) as JSON.")
+def gates_cmd(run_dir, data_dir, limit, as_json):
+    """What the attention learned: each block's gates averaged per class on the test split."""
+    from eca_ref.train.gates import gate_statistics
+
+    g = gate_statistics(run_dir, data_dir=data_dir, limit=limit)
+    if as_json:
+        click.echo(json.dumps(g.to_dict(), indent=1))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"{g.run_dir}: {g.attention} gates on {g.n:,} test images")
+    t = Table(title="Gate per block: mean, and how differently the classes open the channels")
+    for col in ("block", "C", "hp", "mean gate", "class spread", "most class-specific channel"):
+        t.add_column(col, justify="left" if col in ("block", "hp", "most class-specific channel") else "right")
+    for b in g.blocks:
+        hp = ", ".join(f"{k}={v}" for k, v in b.hp.items())
+        t.add_row(b.name, str(b.channels), hp, f"{b.mean:.3f}", f"{b.class_spread:.4f}",
+                  f"#{b.top_channel}: most open for {b.top_high}, least for {b.top_low}")
+    console.print(t)
+    console.print("class spread = mean over channels of the standard deviation, across classes, of the "
+                  "class-mean gate")
+
+
 def _csv(text: str, kind=str, name: str = "") -> list:
     from eca_ref.errors import InputError
     items = [t.strip() for t in str(text).split(",") if t.strip()]
@@ -262,4 +289,4 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
     console.print(f"total time {_fmt_seconds(time.perf_counter() - t0)}; runs in {r.out}")
 
 
-COMMANDS = [train_cmd, evaluate_cmd, ablate_cmd]
+COMMANDS = [train_cmd, evaluate_cmd, gates_cmd, ablate_cmd]

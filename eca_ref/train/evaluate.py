@@ -53,15 +53,24 @@ class EvalResult:
                 "confusion": self.confusion.tolist(), "epoch": self.epoch, "config": self.config}
 
 
-def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size: int = EVAL_BATCH) -> EvalResult:
-    """Load the checkpoint in ``run_dir`` and evaluate it on the test split (all of it, or the
-    first ``limit`` images). The normalisation is the one the run was trained with."""
-    from eca_ref.backend import get_xp
-    from eca_ref.data import class_names, load_cifar10, resolve_root
+@dataclass
+class LoadedRun:
+    """A saved run, ready to use: its configs, weights on the current backend, and normalisation."""
 
-    if limit is not None:
-        check_int(limit, "limit", min_value=1)
-    check_int(batch_size, "batch_size", min_value=1)
+    run_dir: Path
+    config: TrainConfig
+    model_config: object     # eca_ref.models.ResNetConfig
+    params: dict
+    buffers: dict
+    mean: np.ndarray         # (3,) float32, of the training set
+    std: np.ndarray          # (3,) float32
+    epoch: int
+
+
+def load_run(run_dir) -> LoadedRun:
+    """Load the checkpoint of ``run_dir``; every problem is one CheckpointError."""
+    from eca_ref.backend import get_xp
+
     groups, meta = load_checkpoint(run_dir)
     run_dir = Path(run_dir)
     try:
@@ -72,10 +81,18 @@ def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size
         raise CheckpointError(f"{run_dir}: corrupt checkpoint metadata ({type(exc).__name__}: {exc})") from None
     if mean.shape != (3,) or std.shape != (3,):
         raise CheckpointError(f"{run_dir}: corrupt checkpoint metadata (mean/std must have 3 values)")
-    mcfg = cfg.model_config()
     xp = get_xp()
     params = {k: xp.asarray(v) for k, v in groups.get("params", {}).items()}
     buffers = {k: xp.asarray(v) for k, v in groups.get("buffers", {}).items()}
+    return LoadedRun(run_dir, cfg, cfg.model_config(), params, buffers, mean, std, int(meta.get("epoch", 0)))
+
+
+def load_test_split(data_dir, limit, num_classes):
+    """(images, labels, class names) of the test split, the first ``limit`` images if given."""
+    from eca_ref.data import class_names, load_cifar10, resolve_root
+
+    if limit is not None:
+        check_int(limit, "limit", min_value=1)
     root = resolve_root(data_dir)
     images, labels = load_cifar10(root, split="test")
     if limit is not None:
@@ -83,7 +100,18 @@ def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size
     try:
         names = list(class_names(root))
     except Exception:  # noqa: BLE001 - names are cosmetic; fall back to numbers
-        names = [str(i) for i in range(mcfg.num_classes)]
+        names = [str(i) for i in range(num_classes)]
+    return images, labels, names
+
+
+def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size: int = EVAL_BATCH) -> EvalResult:
+    """Load the checkpoint in ``run_dir`` and evaluate it on the test split (all of it, or the
+    first ``limit`` images). The normalisation is the one the run was trained with."""
+    check_int(batch_size, "batch_size", min_value=1)
+    run = load_run(run_dir)
+    cfg, mcfg, params, buffers, mean, std = run.config, run.model_config, run.params, run.buffers, run.mean, run.std
+    images, labels, names = load_test_split(data_dir, limit, mcfg.num_classes)
+    run_dir = run.run_dir
     try:
         ev = evaluate_arrays(params, buffers, mcfg, images, labels, mean, std, batch_size=batch_size)
     except KeyError as exc:
@@ -92,4 +120,4 @@ def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size
     support = cm.sum(axis=1)
     per_class = {names[i]: (float(cm[i, i] / support[i]) if support[i] else float("nan")) for i in range(len(names))}
     return EvalResult(run_dir=run_dir, n=int(len(labels)), loss=ev["loss"], accuracy=ev["acc"], class_names=names,
-                      per_class=per_class, confusion=cm, epoch=int(meta.get("epoch", 0)), config=cfg.to_dict())
+                      per_class=per_class, confusion=cm, epoch=run.epoch, config=cfg.to_dict())
