@@ -65,13 +65,21 @@ def tune_allocator() -> bool:
 
 
 def time_median(fn, *, repeats: int, warmup: int, sync=None) -> dict:
-    """Median, min and max wall time of fn() in milliseconds."""
+    """Median, min and max wall time of fn() in milliseconds.
+
+    The device is synchronised after each call (backend.synchronize: a no-op for NumPy, needed for
+    CuPy's asynchronous kernels); ``sync`` adds another wait, e.g. for another library's device.
+    """
+    from eca_ref.backend import synchronize
+
     for _ in range(warmup):
         fn()
+    synchronize()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        synchronize()
         if sync is not None:
             sync()
         times.append((time.perf_counter() - t0) * 1e3)
