@@ -2,10 +2,13 @@
 
     python docs/figures.py              # writes docs/figures/*.png
     python docs/figures.py --out DIR    # somewhere else
+    python docs/figures.py --run runs/eca_d8 --data-dir DATA   # also the figures of a real training run
 
 Figures:
     band-matrices.png  the matrix of f for SE-Var3, SE-GC, ECA-NS and ECA (chapter 3)
     kernel-size.png    k = psi(C) of Eq. 12: the authors' code rule, the ties, timm's floor (chapter 6)
+    training-curves.png  test and train accuracy per epoch of the run(s) given with --run (chapter 8)
+    gates.png          the class-mean gates of every block of the first --run (chapter 9; needs CIFAR-10)
 """
 from __future__ import annotations
 
@@ -116,9 +119,55 @@ def kernel_size_figure(path: Path) -> None:
 FIGURES = {"band-matrices.png": band_matrices_figure, "kernel-size.png": kernel_size_figure}
 
 
+def training_curves_figure(path: Path, runs: list[Path]) -> None:
+    """Train (augmented batches) and test accuracy per epoch, read from each run's metrics.jsonl."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for run in runs:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        epochs = [r["epoch"] for r in rows]
+        line, = ax.plot(epochs, [100 * r["test_acc"] for r in rows], marker="o", label=f"{run.name}: test")
+        ax.plot(epochs, [100 * r["train_acc"] for r in rows], ls="--", color=line.get_color(),
+                label=f"{run.name}: train (augmented)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("ECA-ResNet-8 (width 16) on CIFAR-10")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def gates_figure(path: Path, run: Path, data_dir) -> None:
+    """Heat maps of the class-mean gate (classes x channels) of every block of a trained run."""
+    import matplotlib.pyplot as plt
+
+    from eca_ref.train.gates import gate_statistics
+
+    g = gate_statistics(run, data_dir=data_dir)
+    fig, axes = plt.subplots(1, len(g.blocks), figsize=(4.2 * len(g.blocks), 3.4),
+                             gridspec_kw={"width_ratios": [b.channels for b in g.blocks]})
+    for ax, b in zip(np.atleast_1d(axes), g.blocks):
+        im = ax.imshow(b.class_mean, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{b.name} (C = {b.channels})\nclass spread {b.class_spread:.3f}", fontsize=9)
+        ax.set_xlabel("channel")
+        ax.set_yticks(range(len(g.class_names)))
+        ax.set_yticklabels(g.class_names if ax is np.atleast_1d(axes)[0] else [], fontsize=8)
+    fig.colorbar(im, ax=np.atleast_1d(axes).tolist(), shrink=0.8, label="mean gate over the class's test images")
+    fig.suptitle(f"What the ECA gates learned ({g.n:,} test images)", y=1.08)
+    _save(fig, path)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Make the figures of docs/.")
     ap.add_argument("--out", type=Path, default=OUT, help="output folder (default: docs/figures)")
+    ap.add_argument("--run", type=Path, action="append", default=[],
+                    help="a training run folder (repeatable): also draw its curves, and the first run's gates")
+    ap.add_argument("--data-dir", default=None, help="CIFAR-10 location for the gates figure")
     opts = ap.parse_args(argv)
     try:
         import matplotlib
@@ -130,6 +179,11 @@ def main(argv=None) -> int:
     for name, make in FIGURES.items():
         make(opts.out / name)
         print(f"wrote {opts.out / name}")
+    if opts.run:
+        training_curves_figure(opts.out / "training-curves.png", opts.run)
+        print(f"wrote {opts.out / 'training-curves.png'}")
+        gates_figure(opts.out / "gates.png", opts.run[0], opts.data_dir)
+        print(f"wrote {opts.out / 'gates.png'}")
     return 0
 
 
