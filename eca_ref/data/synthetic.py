@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import struct
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +24,7 @@ import numpy
 
 from eca_ref.data.formats import CLASS_NAMES, CHANNELS, FORMATS, HEIGHT, NUM_CLASSES, PIXELS, WIDTH
 from eca_ref.errors import InputError
+from eca_ref.fileio import atomic_write_bytes
 from eca_ref.validation import check_int
 
 # --- a protocol-2 pickle writer in the style of the original Python 2 files -------------------------
@@ -142,18 +141,6 @@ def fake_images(n: int, rng: numpy.random.Generator) -> tuple[numpy.ndarray, num
     return numpy.clip(x, 0, 255).astype(numpy.uint8), labels
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _files(fmt_name: str, train, test, names, splits_train) -> dict[str, bytes]:
     """{file name: bytes} of one layout."""
     fmt = FORMATS[fmt_name]
@@ -195,7 +182,7 @@ def write_tar_gz(path: Path, members: dict[str, bytes], *, extra: list[tarfile.T
             tar.addfile(info, io.BytesIO(data))
         for info in extra:
             tar.addfile(info, io.BytesIO(b"x" * info.size) if info.size else None)
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
 
 
@@ -242,7 +229,7 @@ def make_fake_cifar10(root, *, n_train: int = 100, n_test: int = 50, seed: int =
         folder = root / fmt.folder
         folder.mkdir(exist_ok=True)
         for name, data in files.items():
-            _atomic_write(folder / name, data)
+            atomic_write_bytes(folder / name, data)
         if archives:
             write_tar_gz(root / fmt.archive, {f"{fmt.folder}/{n}": d for n, d in files.items()})
     return FakeCifar10(root, (train_x, train_y), (test_x, test_y), names)

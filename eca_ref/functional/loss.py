@@ -36,7 +36,6 @@ def log_softmax(z):
 
 
 def _check_target(target, N, K):
-    xp = get_xp()
     if not is_array(target):
         raise InputTypeError(f"target must be an integer array of shape ({N},), got {type(target).__name__}")
     if target.dtype.kind not in "iu":

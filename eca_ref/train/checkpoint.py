@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np  # host-side file I/O only
 
 from eca_ref.backend import asnumpy
 from eca_ref.errors import CheckpointError
+from eca_ref.fileio import atomic_write, atomic_write_bytes
 
 FORMAT = "eca-ref.checkpoint"
 VERSION = 1
@@ -60,30 +60,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _umask_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (0o666 less the umask); mkstemp gives 0o600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, data)
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -124,20 +103,7 @@ def save_checkpoint(run_dir, groups: dict[str, dict], meta: dict) -> Path:
     step = int(meta["step"])
     arrays_name = f"checkpoint-s{step:08d}.npz"
     arrays_path = run_dir / arrays_name
-    fd, tmp = tempfile.mkstemp(prefix=f".{arrays_name}.", suffix=".tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **flat)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, arrays_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(arrays_path, lambda f: np.savez(f, **flat))
     doc = {
         "format": FORMAT,
         "version": VERSION,
