@@ -135,7 +135,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
 
 
 def test_resume_refuses_contradicting_options(data_dir, straight):
-    with pytest.raises(CheckpointError, match=r"lr=0.5 \(saved: 0.1\)"):
+    with pytest.raises(CheckpointError, match=r"lr=0.5 \(saved: 0.2\)"):
         resume(straight.run_dir, data_dir=data_dir, expect={"lr": 0.5, "width": 2})
     r = resume(straight.run_dir, data_dir=data_dir, expect={"width": 2})       # agreeing is fine
     assert r.status == "finished" and "already complete" in r.message
