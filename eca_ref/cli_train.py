@@ -284,7 +284,8 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
     for row in r.rows:
         t.add_row(row.variant, f"{row.params_total:,}", f"{row.params_added:,}",
                   " ".join(f"{a:.2%}" if a == a else "diverged" for a in row.accs),
-                  f"{row.mean:.2%} ± {row.std:.2%}", _fmt_seconds(row.seconds))
+                  f"{row.mean:.2%} ± {row.std:.2%}" if len(row.accs) > 1 else f"{row.mean:.2%}",
+                  _fmt_seconds(row.seconds))
     console.print(t)
     console.print(f"total time {_fmt_seconds(time.perf_counter() - t0)}; runs in {r.out}")
 
