@@ -183,3 +183,16 @@ def test_figures_script(tmp_path):
     for name in ("band-matrices.png", "kernel-size.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (DOCS / "figures" / name).exists(), f"docs/figures/{name} is missing: run python docs/figures.py"
+
+
+def test_readme_python_runs_and_commands_are_there():
+    """The README's Python example runs, and its set-up commands are the two the project promises."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert 'pip install -e . && eca-ref verify' in readme
+    assert 'pip install -e ".[test]" && pytest' in readme
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["out"].shape == (2, 64, 8, 8) and namespace["gate"].shape == (2, 64)
