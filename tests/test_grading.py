@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +30,29 @@ for _cmd in COMMANDS:
         main.add_command(_cmd)
 
 FIXTURES = Path(__file__).with_name("grading_fixtures")
+MISTAKES = FIXTURES / "mistakes"
+
+
+def build_fixture(name: str) -> str:
+    """A broken submission: correct.py with the code of mistakes/NAME.py appended (it redefines a few
+    functions), under that file's docstring. One copy of the correct code serves every mistake."""
+    mistake = (MISTAKES / f"{name}.py").read_text()
+    end = mistake.index('"""', 3) + 3
+    doc, code = mistake[:end], mistake[end:].lstrip("\n")
+    correct = (FIXTURES / "correct.py").read_text()
+    body = correct[correct.index('"""', 3) + 3:].strip("\n")
+    return f"{doc}\n{body}\n\n\n{code}"
+
+
+def fixture_source(name: str) -> str:
+    """The text of a sample submission: a file of grading_fixtures/, or one built from mistakes/."""
+    path = FIXTURES / f"{name}.py"
+    return path.read_text() if path.exists() else build_fixture(name)
+
+
+def test_committed_no_gap_path_is_the_built_one():
+    """docs/ grade tests/grading_fixtures/no_gap_path.py, so that one is kept as a file; it must not drift."""
+    assert (FIXTURES / "no_gap_path.py").read_text() == build_fixture("no_gap_path")
 FAST = ["--timeout", "2", "--memory", "512"]
 FOLDER_FIXTURES = ["correct", "no_gap_path", "flipped_kernel", "several_bugs", "infinite_loop", "memory_bomb",
                    "exit_at_import", "os_exit_at_import", "returns_nan", "wrong_types", "raises",
@@ -117,7 +139,7 @@ def test_rubric_command_and_points_file(tmp_path):
 def folder_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     for name in FOLDER_FIXTURES:
-        shutil.copy(FIXTURES / f"{name}.py", folder / f"{name}.py")
+        (folder / f"{name}.py").write_text(fixture_source(name))
     (folder / "starter.py").write_text(starter_source())
     reports = folder / "reports"
     t0 = time.monotonic()
@@ -269,14 +291,14 @@ def test_answers_are_computed_only_after_the_child_is_gone(monkeypatch):
 
 
 def test_scores_are_deterministic_for_a_seed():
-    src = (FIXTURES / "several_bugs.py").read_bytes()
+    src = fixture_source("several_bugs").encode()
     a = gradescope_dict(grade_source(src, "s.py", seed=7, timeout=2))
     b = gradescope_dict(grade_source(src, "s.py", seed=7, timeout=2))
     assert a == b
 
 
 def test_whole_submission_time_limit(tmp_path):
-    src = (FIXTURES / "infinite_loop.py").read_bytes()
+    src = fixture_source("infinite_loop").encode()
     t0 = time.monotonic()
     result = grade_source(src, "loop.py", timeout=5, total_timeout=1.0)
     assert time.monotonic() - t0 < 4

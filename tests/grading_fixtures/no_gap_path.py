@@ -1,6 +1,6 @@
 """The classic mistake: eca_backward and se_backward return only the rescale path, dx = dout * gate.
 
-Generated for the grading tests: the correct submission (correct.py) plus the code at the bottom.
+The grading tests build the submission from correct.py plus the code below (see build_fixture in tests/test_grading.py).
 """
 import math
 
