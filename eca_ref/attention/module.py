@@ -24,7 +24,7 @@ from eca_ref.backend import get_xp
 from eca_ref.errors import InputError, InputTypeError
 from eca_ref.functional.activations import sigmoid
 from eca_ref.functional.pooling import gap_forward, gap_forward_loop
-from eca_ref.validation import check_float_array
+from eca_ref.validation import check_float_array, check_int, check_same_dtype
 
 
 class AttentionCache(NamedTuple):
@@ -63,8 +63,6 @@ class Variant:
     # ---------------------------------------------------------------- hyper-parameters
     def resolve_hp(self, C, **hp) -> dict:
         """Fill in defaults, check every hyper-parameter against C, return them."""
-        from eca_ref.validation import check_int
-
         C = check_int(C, "C", min_value=1)
         unknown = set(hp) - set(self.hp_defaults)
         if unknown:
@@ -112,7 +110,6 @@ class Variant:
 
     def check_params(self, params, C, dtype=None, *, check_finite=True) -> dict:
         """Check a params dict against C (keys, shapes, dtype); return the implied hp."""
-        xp = get_xp()
         if not isinstance(params, Mapping):
             raise InputTypeError(f"params must be a dict of arrays, got {type(params).__name__}")
         for key, a in params.items():
@@ -131,7 +128,6 @@ class Variant:
             if tuple(params[key].shape) != tuple(shape):
                 raise InputError(f"params[{key!r}] must have shape {tuple(shape)} for C = {C}, "
                                  f"got {tuple(params[key].shape)}")
-        del xp
         return hp
 
     # ---------------------------------------------------------------- the module
@@ -160,8 +156,7 @@ class Variant:
         """Gradients of the module: (dx, grads), grads keyed like params."""
         x, s, f_cache = cache
         check_float_array(dout, "dout", shape=x.shape, dims="(N, C, H, W)", check_finite=False)
-        if dout.dtype != x.dtype:
-            raise InputTypeError(f"dout must have the dtype of x ({x.dtype}), got {dout.dtype}")
+        check_same_dtype(x, dout, "dout")
         if self.f_forward is None:
             return dout.copy(), {}
         xp = get_xp()

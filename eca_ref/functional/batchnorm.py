@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from eca_ref.backend import get_xp
-from eca_ref.errors import InputError, InputTypeError
-from eca_ref.validation import check_float_array
+from eca_ref.errors import InputError
+from eca_ref.validation import check_float_array, check_same_dtype
 
 __all__ = ["BatchNormCache", "RunningStats", "batchnorm2d_forward", "batchnorm2d_backward",
            "batchnorm2d_forward_loop", "batchnorm2d_backward_loop"]
@@ -50,8 +50,7 @@ def _check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, ch
     for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
         check_float_array(a, name, shape=(C,), dims="(C,)", check_finite=check_finite)
-        if a.dtype != x.dtype:
-            raise InputTypeError(f"{name} must have the dtype of x ({x.dtype}), got {a.dtype}")
+        check_same_dtype(x, a, name)
     if not 0.0 <= float(momentum) <= 1.0:
         raise InputError(f"momentum must be in [0, 1], got {momentum}")
     if not float(eps) > 0.0:

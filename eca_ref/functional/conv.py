@@ -38,8 +38,8 @@ import os
 from typing import NamedTuple
 
 from eca_ref.backend import get_xp
-from eca_ref.errors import InputError, InputTypeError
-from eca_ref.validation import check_float_array, check_int
+from eca_ref.errors import InputError
+from eca_ref.validation import check_float_array, check_int, check_same_dtype
 
 __all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_loop",
            "conv2d_backward_loop", "conv_output_size"]
@@ -85,15 +85,13 @@ def conv_output_size(size: int, k: int, stride: int, padding: int) -> int:
 def _check_conv_args(x, w, b, stride, padding, check_finite):
     check_float_array(x, "x", ndim=4, dims="(N, C, H, W)", check_finite=check_finite)
     check_float_array(w, "w", ndim=4, dims="(F, C, kh, kw)", check_finite=check_finite)
-    if w.dtype != x.dtype:
-        raise InputTypeError(f"w must have the dtype of x ({x.dtype}), got {w.dtype}")
+    check_same_dtype(x, w, "w")
     if w.shape[1] != x.shape[1]:
         raise InputError(f"w must have shape (F, C, kh, kw) with C = {x.shape[1]} (the channels of x), "
                          f"got {tuple(w.shape)}")
     if b is not None:
         check_float_array(b, "b", shape=(w.shape[0],), dims="(F,)", check_finite=check_finite)
-        if b.dtype != x.dtype:
-            raise InputTypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}")
+        check_same_dtype(x, b, "b")
     stride = check_int(stride, "stride", min_value=1)
     padding = check_int(padding, "padding", min_value=0)
     H, W = x.shape[2:]

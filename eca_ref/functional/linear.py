@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from eca_ref.backend import get_xp
-from eca_ref.errors import InputError, InputTypeError
-from eca_ref.validation import check_float_array
+from eca_ref.errors import InputError
+from eca_ref.validation import check_float_array, check_same_dtype
 
 __all__ = ["LinearCache", "linear_forward", "linear_backward", "linear_forward_loop"]
 
@@ -46,16 +46,14 @@ def linear_forward(x, w, b=None, *, check_finite: bool = True):
     """
     check_float_array(x, "x", ndim=2, dims="(N, in)", check_finite=check_finite)
     check_float_array(w, "w", ndim=2, dims="(out, in)", check_finite=check_finite)
-    if w.dtype != x.dtype:
-        raise InputTypeError(f"w must have the dtype of x ({x.dtype}), got {w.dtype}")
+    check_same_dtype(x, w, "w")
     if w.shape[1] != x.shape[1]:
         raise InputError(f"w must have shape (out, {x.shape[1]}) to match x of shape {tuple(x.shape)}, "
                          f"got {tuple(w.shape)}")
     out = x @ w.T  # (N, out)
     if b is not None:
         check_float_array(b, "b", shape=(w.shape[0],), dims="(out,)", check_finite=check_finite)
-        if b.dtype != x.dtype:
-            raise InputTypeError(f"b must have the dtype of x ({x.dtype}), got {b.dtype}")
+        check_same_dtype(x, b, "b")
         out += b
     return out, LinearCache(x, w, b is not None)
 
