@@ -20,6 +20,7 @@ import time
 
 import numpy
 
+from eca_ref import parallel
 from eca_ref.attention import VARIANTS
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
@@ -27,20 +28,11 @@ from eca_ref.functional.loss import softmax_cross_entropy
 from eca_ref.models import ResNetConfig, block_specs, decay_keys, init_resnet, resnet_backward, resnet_forward
 from eca_ref.validation import check_int
 
-__all__ = ["ECA_SHAPES", "blas_threads", "tune_allocator", "time_median", "bench_train_step", "bench_eca",
+__all__ = ["ECA_SHAPES", "tune_allocator", "time_median", "bench_train_step", "bench_eca",
            "make_torch_resnet", "torch_name", "environment"]
 
 ECA_SHAPES = ((128, 64, 8, 8), (32, 256, 56, 56))
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
-
-
-def blas_threads() -> int:
-    """The thread count NumPy's BLAS uses: $OPENBLAS_NUM_THREADS / $OMP_NUM_THREADS, else the CPU count."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return os.cpu_count() or 1
 
 
 def tune_allocator() -> bool:
@@ -99,7 +91,7 @@ def environment() -> dict:
     torch = _torch()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"numpy": numpy.__version__, "torch": getattr(torch, "__version__", None), "cpus": os.cpu_count(),
-            "blas_threads": blas_threads(), "python": platform.python_version(),
+            "cores": parallel.available_cores(), "python": platform.python_version(),
             "machine": platform.machine(), "processor": platform.processor() or None,
             "load_avg": [round(v, 2) for v in load] if load else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -237,15 +229,20 @@ def _torch_step(cfg, batch, threads, seed=0):
 
 
 def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repeats: int = 20, warmup: int = 3,
-                     with_torch: bool = True) -> dict:
-    """Time one training step (forward + backward + update, float32) in NumPy and, if available, PyTorch."""
+                     with_torch: bool = True, threads: int | None = None) -> dict:
+    """Time one training step (forward + backward + update, float32) in NumPy and, if available, PyTorch.
+
+    Both use ``threads`` CPU threads (None: every available core): eca-ref through
+    :func:`eca_ref.parallel.threads`, PyTorch through ``torch.set_num_threads``.
+    """
     cfg = cfg or ResNetConfig()
     batch = check_int(batch, "batch", min_value=2)
     repeats = check_int(repeats, "repeats", min_value=1)
     warmup = check_int(warmup, "warmup", min_value=0)
-    threads = blas_threads()
+    with parallel.threads(threads) as threads:
+        numpy_time = time_median(_NumpyStep(cfg, batch), repeats=repeats, warmup=warmup)
     result = {"config": {"depth": cfg.depth, "width": cfg.width, "attention": cfg.attention, "batch": batch},
-              "threads": threads, "numpy": time_median(_NumpyStep(cfg, batch), repeats=repeats, warmup=warmup)}
+              "threads": threads, "numpy": numpy_time}
     result["numpy"]["images_per_s"] = batch / result["numpy"]["median_ms"] * 1e3
     torch = _torch() if with_torch else None
     if torch is not None and cfg.attention in ("eca", "none"):
@@ -257,18 +254,21 @@ def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repea
 
 # ------------------------------------------------------------------------------------ ECA module alone
 
-def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_torch: bool = True, k: int | None = None):
+def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_torch: bool = True, k: int | None = None,
+              threads: int | None = None):
     """Time the ECA module (forward; forward + backward) against B and PyTorch autograd, float32.
 
     B = ``x.mean(axis=(2, 3))`` plus ``x * s[:, :, None, None]`` on the same array: the reads and
     the write that any forward pass must do. Targets: forward <= 1.2 B, forward + backward <= 3 B.
+    The module runs in one thread (its work is a few passes over memory); PyTorch gets ``threads``
+    (None: every available core).
     """
     xp = get_xp()
     repeats = check_int(repeats, "repeats", min_value=1)
     warmup = check_int(warmup, "warmup", min_value=0)
     v = VARIANTS["eca"]
     torch = _torch() if with_torch else None
-    threads = blas_threads()
+    threads = parallel.available_cores() if threads is None else check_int(threads, "threads", min_value=1)
     rows = []
     for shape in shapes:
         N, C, H, W = shape

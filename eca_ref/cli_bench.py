@@ -27,8 +27,10 @@ def render_bench(result: dict, console=None) -> None:
 
     console = console or Console()
     env = result["environment"]
-    console.print(f"numpy {env['numpy']}, torch {env['torch'] or 'not installed'}, {env['cpus']} CPUs, "
-                  f"{env['blas_threads']} BLAS/torch threads, load average {env['load_avg']}, {env['date']}")
+    threads = (result.get("train_step") or {}).get("threads", result.get("threads"))
+    console.print(f"numpy {env['numpy']}, torch {env['torch'] or 'not installed'}, {env['cpus']} CPUs "
+                  f"({env['cores']} available), {threads} threads for eca-ref and PyTorch, "
+                  f"load average {env['load_avg']}, {env['date']}")
     step = result.get("train_step")
     if step:
         c = step["config"]
@@ -64,18 +66,24 @@ def render_bench(result: dict, console=None) -> None:
 
 
 def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="eca", with_torch=True,
-              step=True, eca=True, tune_malloc=True, eca_shapes=None) -> dict:
+              step=True, eca=True, tune_malloc=True, eca_shapes=None, threads=None) -> dict:
     """Run the benchmarks and return one JSON-ready dict (the plain function behind ``eca-ref bench``)."""
     from eca_ref.bench import ECA_SHAPES, bench_eca, bench_train_step, environment, tune_allocator
     from eca_ref.models import ResNetConfig
 
     cfg = ResNetConfig(depth=depth, width=width, attention=attention)  # checks the values
-    result = {"environment": environment(), "allocator_tuned": bool(tune_malloc and tune_allocator())}
+    from eca_ref import parallel
+    from eca_ref.validation import check_int
+
+    threads = parallel.available_cores() if threads is None else check_int(threads, "threads", min_value=1)
+    result = {"environment": environment(), "allocator_tuned": bool(tune_malloc and tune_allocator()),
+              "threads": threads}
     if step:
         result["train_step"] = bench_train_step(cfg, batch=batch, repeats=repeats, warmup=warmup,
-                                                with_torch=with_torch)
+                                                with_torch=with_torch, threads=threads)
     if eca:
-        result["eca"] = bench_eca(eca_shapes or ECA_SHAPES, repeats=repeats, warmup=warmup, with_torch=with_torch)
+        result["eca"] = bench_eca(eca_shapes or ECA_SHAPES, repeats=repeats, warmup=warmup, with_torch=with_torch,
+                                  threads=threads)
     return result
 
 
@@ -93,12 +101,16 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
               help="Let glibc keep freed memory for reuse (see eca_ref.bench.tune_allocator).")
 @click.option("--eca-shape", "eca_shapes", multiple=True, metavar="NxCxHxW",
               help="Input shape of the ECA benchmark (repeatable; default 128x64x8x8 and 32x256x56x56).")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for eca-ref and for PyTorch [default: every available core].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def bench(repeats, warmup, batch, depth, width, attention, with_torch, step, eca, tune_malloc, eca_shapes, as_json):
+def bench(repeats, warmup, batch, depth, width, attention, with_torch, step, eca, tune_malloc, eca_shapes, threads,
+          as_json):
     """Time a training step (NumPy vs PyTorch) and the ECA module (vs B and PyTorch)."""
     shapes = [_parse_shape(s) for s in eca_shapes] or None
     result = run_bench(repeats=repeats, warmup=warmup, batch=batch, depth=depth, width=width, attention=attention,
-                       with_torch=with_torch, step=step, eca=eca, tune_malloc=tune_malloc, eca_shapes=shapes)
+                       with_torch=with_torch, step=step, eca=eca, tune_malloc=tune_malloc, eca_shapes=shapes,
+                       threads=threads)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

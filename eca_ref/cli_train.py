@@ -85,6 +85,11 @@ class RichReporter:
     close = _stop
 
 
+def _threads_option(f):
+    return click.option("--threads", type=int, default=None,
+                        help="CPU threads the layers split their work over [default: every available core].")(f)
+
+
 def _given(ctx, name) -> bool:
     src = ctx.get_parameter_source(name)
     return src not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
@@ -120,8 +125,9 @@ _CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "
 @click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True)
 @click.option("--augment/--no-augment", default=_default("augment"), show_default=True,
               help="Random crop (4-pixel padding) and horizontal flip.")
+@_threads_option
 @click.pass_context
-def train_cmd(ctx, out, resume_dir, data_dir, stop_after, **opts):
+def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, **opts):
     """Train the tiny ECA-ResNet on CIFAR-10 (or continue a run with --resume)."""
     from eca_ref.errors import InputError
     from eca_ref.train.loop import resume, train
@@ -134,12 +140,13 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, **opts):
             expect = {k: v for k, v in opts.items() if _given(ctx, k)}
             if out is not None and str(out).rstrip("/") != str(resume_dir).rstrip("/"):
                 raise InputError(f"--out {out} contradicts --resume {resume_dir}: a resumed run stays in its directory")
-            result = resume(resume_dir, data_dir=data_dir, stop_after=stop_after, reporter=reporter, expect=expect)
+            result = resume(resume_dir, data_dir=data_dir, stop_after=stop_after, reporter=reporter, expect=expect,
+                            threads=threads)
         else:
             if out is None:
                 raise InputError("--out is required (the run directory), or give --resume RUN_DIR")
             cfg = TrainConfig(**opts)
-            result = train(cfg, out, data_dir=data_dir, stop_after=stop_after, reporter=reporter)
+            result = train(cfg, out, data_dir=data_dir, stop_after=stop_after, reporter=reporter, threads=threads)
     except KeyboardInterrupt:
         reporter.close()
         click.echo("Stopped at once by Ctrl-C; the last checkpoint written, if any, is kept.", err=True)
@@ -167,11 +174,14 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, **opts):
 @click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def evaluate_cmd(run_dir, data_dir, limit, as_json):
+@_threads_option
+def evaluate_cmd(run_dir, data_dir, limit, as_json, threads):
     """Test accuracy, per-class accuracy and the confusion matrix of a saved run."""
+    from eca_ref import parallel
     from eca_ref.train.evaluate import evaluate_run
 
-    r = evaluate_run(run_dir, data_dir=data_dir, limit=limit)
+    with parallel.threads(threads):
+        r = evaluate_run(run_dir, data_dir=data_dir, limit=limit)
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=1))
         return
@@ -201,11 +211,14 @@ def evaluate_cmd(run_dir, data_dir, limit, as_json):
 @click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
 @click.option("--limit", type=int, default=None, help="Use the first N test images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics (with the class-mean gates) as JSON.")
-def gates_cmd(run_dir, data_dir, limit, as_json):
+@_threads_option
+def gates_cmd(run_dir, data_dir, limit, as_json, threads):
     """What the attention learned: each block's gates averaged per class on the test split."""
+    from eca_ref import parallel
     from eca_ref.train.gates import gate_statistics
 
-    g = gate_statistics(run_dir, data_dir=data_dir, limit=limit)
+    with parallel.threads(threads):
+        g = gate_statistics(run_dir, data_dir=data_dir, limit=limit)
     if as_json:
         click.echo(json.dumps(g.to_dict(), indent=1))
         return
@@ -245,8 +258,10 @@ def _csv(text: str, kind=str, name: str = "") -> list:
 @click.option("--out", type=click.Path(file_okay=False), default="runs/ablate", show_default=True,
               help="Folder for the runs (one per variant and seed; reused when rerun).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
-def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json):
+@_threads_option
+def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json, threads):
     """Train each attention variant under the same budget; params added and test accuracy mean ± std."""
+    from eca_ref import parallel
     from eca_ref.train.ablate import AblationInterrupted, ablate
 
     variants = _csv(attention, str, "--attention")
@@ -260,8 +275,9 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
 
     t0 = time.perf_counter()
     try:
-        r = ablate(variants, seed_list, epochs=epochs, out=out, data_dir=data_dir, reporter_factory=factory,
-                   depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
+        with parallel.threads(threads):  # the runs inside take this thread count
+            r = ablate(variants, seed_list, epochs=epochs, out=out, data_dir=data_dir, reporter_factory=factory,
+                       depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
     except AblationInterrupted as exc:
         click.echo(f"Interrupted: {exc}", err=True)
         sys.exit(130)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from eca_ref import parallel
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
 from eca_ref.validation import check_float_array, check_same_dtype
@@ -90,25 +91,34 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
     # their output in that memory order, so each channel is one block and the per-channel
     # broadcasts below run over long contiguous rows. Sums use einsum (several times faster than
     # .mean/.sum over axes (0, 2, 3)); everything stays in x's dtype (Python floats only).
+    # Inside parallel.threads(n) each thread takes a range of channels (the math is per channel).
     x_cm = x.transpose(1, 0, 2, 3)                                  # (C, N, H, W)
+    if train and M < 2:
+        raise InputError(f"x must have more than one value per channel in train mode, got shape {tuple(x.shape)}")
+    xc = xp.empty((C, N, H, W), dtype=x.dtype)                      # centred, contiguous
+    out = xp.empty((C, N, H, W), dtype=x.dtype)
+    inv_std = xp.empty(C, dtype=x.dtype)
+    mean, var = (xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)) if train else (running_mean, running_var)
+
+    def part(c0, c1):
+        if train:
+            mean[c0:c1] = xp.einsum("cnhw->c", x_cm[c0:c1]) / M               # (c,)
+            xp.subtract(x_cm[c0:c1], mean[c0:c1, None, None, None], out=xc[c0:c1])
+            var[c0:c1] = xp.einsum("cnhw,cnhw->c", xc[c0:c1], xc[c0:c1]) / M  # biased (two-pass: no cancellation)
+        else:
+            xp.subtract(x_cm[c0:c1], mean[c0:c1, None, None, None], out=xc[c0:c1])
+        inv_std[c0:c1] = 1.0 / xp.sqrt(var[c0:c1] + eps)
+        # out = gamma xhat + beta = xc * (gamma inv_std) + beta: two passes, xhat itself is never stored
+        xp.multiply(xc[c0:c1], (weight[c0:c1] * inv_std[c0:c1])[:, None, None, None], out=out[c0:c1])
+        out[c0:c1] += bias[c0:c1, None, None, None]
+
+    parallel.run(part, parallel.split(C))
     if train:
-        if M < 2:
-            raise InputError(f"x must have more than one value per channel in train mode, got shape {tuple(x.shape)}")
-        mean = xp.einsum("cnhw->c", x_cm) / M                       # (C,)
-        xc = xp.subtract(x_cm, mean[:, None, None, None])           # (C, N, H, W) centred, contiguous
-        var = xp.einsum("cnhw,cnhw->c", xc, xc) / M                 # (C,) biased (two-pass: no cancellation)
-        inv_std = 1.0 / xp.sqrt(var + eps)                          # (C,)
         new_mean = (1.0 - momentum) * running_mean + momentum * mean
         new_var = (1.0 - momentum) * running_var + momentum * (var * (M / (M - 1)))
         stats = RunningStats(new_mean.astype(x.dtype, copy=False), new_var.astype(x.dtype, copy=False))
     else:
-        inv_std = 1.0 / xp.sqrt(running_var + eps)                  # (C,)
-        xc = xp.subtract(x_cm, running_mean[:, None, None, None])   # (C, N, H, W)
         stats = RunningStats(running_mean, running_var)
-    inv_std = inv_std.astype(x.dtype, copy=False)
-    # out = gamma xhat + beta = xc * (gamma inv_std) + beta: two passes, xhat itself is never stored
-    out = xp.multiply(xc, (weight * inv_std)[:, None, None, None])  # (C, N, H, W)
-    out += bias[:, None, None, None]
     return (out.transpose(1, 0, 2, 3), BatchNormCache(xc.transpose(1, 0, 2, 3), inv_std, weight, bool(train)),
             stats)
 
@@ -135,21 +145,26 @@ def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = 
     M = N * H * W
     d_cm, xc_cm = dout.transpose(1, 0, 2, 3), xc.transpose(1, 0, 2, 3)  # (C, N, H, W) views, see forward
     inv_std = cache.inv_std
-    dbias = xp.einsum("cnhw->c", d_cm)                                   # (C,)
-    dweight = xp.einsum("cnhw,cnhw->c", d_cm, xc_cm) * inv_std           # (C,) = sum dout * xhat
     scale = cache.weight * inv_std                                       # (C,) gamma / sqrt(var + eps)
-    if overwrite_dout:
-        dx = xp.multiply(d_cm, scale[:, None, None, None], out=d_cm)     # (C, N, H, W)
-    else:
-        dx = xp.multiply(d_cm, scale[:, None, None, None])
-    if cache.train:
-        # dx = scale (dout - dbias / M - xhat dweight / M) with xhat = xc inv_std, as
-        # dx = scale dout + a xc + b per channel: three passes over memory
-        a = -scale * inv_std * dweight / M                               # (C,)
-        b = -scale * dbias / M                                           # (C,)
-        t = xp.multiply(xc_cm, a[:, None, None, None])                   # (C, N, H, W)
-        t += b[:, None, None, None]
-        dx += t
+    dbias = xp.empty(C, dtype=dout.dtype)
+    dweight = xp.empty(C, dtype=dout.dtype)
+    dx = d_cm if overwrite_dout else xp.empty((C, N, H, W), dtype=dout.dtype)
+
+    def part(c0, c1):  # a range of channels (one per thread inside parallel.threads)
+        d, xcc, sc = d_cm[c0:c1], xc_cm[c0:c1], scale[c0:c1, None, None, None]
+        dbias[c0:c1] = xp.einsum("cnhw->c", d)                                    # (c,)
+        dweight[c0:c1] = xp.einsum("cnhw,cnhw->c", d, xcc) * inv_std[c0:c1]      # (c,) = sum dout * xhat
+        xp.multiply(d, sc, out=dx[c0:c1])
+        if cache.train:
+            # dx = scale (dout - dbias / M - xhat dweight / M) with xhat = xc inv_std, as
+            # dx = scale dout + a xc + b per channel: three passes over memory
+            a = -scale[c0:c1] * inv_std[c0:c1] * dweight[c0:c1] / M              # (c,)
+            b = -scale[c0:c1] * dbias[c0:c1] / M                                 # (c,)
+            t = xp.multiply(xcc, a[:, None, None, None])
+            t += b[:, None, None, None]
+            dx[c0:c1] += t
+
+    parallel.run(part, parallel.split(C))
     return dx.transpose(1, 0, 2, 3), {"weight": dweight, "bias": dbias}
 
 

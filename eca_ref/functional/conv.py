@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from eca_ref import parallel
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
 from eca_ref.validation import check_float_array, check_int, check_same_dtype
@@ -69,7 +70,10 @@ CHUNK_THREADED_FACTOR = 16
 
 
 def _blas_may_thread() -> bool:
-    """True unless $OPENBLAS_NUM_THREADS / $OMP_NUM_THREADS / $MKL_NUM_THREADS (or the CPU count) say 1."""
+    """False inside parallel.threads (BLAS runs one thread per call there) and where
+    $OPENBLAS_NUM_THREADS / $OMP_NUM_THREADS / $MKL_NUM_THREADS (or the CPU count) say 1."""
+    if parallel.blas_single_threaded():
+        return False
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         value = os.environ.get(var, "").strip()
         if value.isdigit() and int(value) > 0:
@@ -146,7 +150,12 @@ def _padded_buffer(x, pad_h: int, pad_w: int, kh: int, kw: int):
     images[:, :, :H, W:] = 0
     images[:, :, H:] = 0
     buf[C * g.S:] = 0
-    images[:, :, :H, :W] = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
+    x_cm = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
+
+    def part(c0, c1):
+        images[c0:c1, :, :H, :W] = x_cm[c0:c1]
+
+    parallel.run(part, parallel.split(C))
     return buf, g
 
 
@@ -206,10 +215,14 @@ def _conv_core(buf, g: _Grid, w, stride):
     w2 = w.reshape(F, C * kh * kw)
     out = xp.empty((F, N * geo.P), dtype=buf.dtype)
     chunks, size = _chunks(geo, N, C * kh * kw)
-    ws = xp.empty(C * kh * kw * size, dtype=buf.dtype)  # the chunks' workspace, reused
-    for c0, c1 in chunks:
-        # BLAS writes the chunk's product into its (strided) slice of out: no temporary, no copy
-        xp.matmul(w2, _cols(geo, c0, c1, ws), out=out[:, c0:c1])
+
+    def part(a, b):  # chunks a..b-1, with their own workspace (one per thread), reused chunk to chunk
+        ws = xp.empty(C * kh * kw * size, dtype=buf.dtype)
+        for c0, c1 in chunks[a:b]:
+            # BLAS writes the chunk's product into its (strided) slice of out: no temporary, no copy
+            xp.matmul(w2, _cols(geo, c0, c1, ws), out=out[:, c0:c1])
+
+    parallel.run(part, parallel.split(len(chunks)))
     return out, geo
 
 
@@ -311,12 +324,20 @@ def conv2d_backward(dout, cache: Conv2dCache, *, input_grad: bool = True):
         d_cols = xp.ascontiguousarray(d_cm).reshape(F, N * Ho * Wo)  # a view when dout is channel-major
     # dw = sum over chunks of cols @ dout_chunk.T: (C kh kw, F), the order BLAS runs fastest here
     chunks, size = _chunks(geo, N, C * kh * kw)
-    ws = xp.empty(C * kh * kw * size, dtype=dout.dtype)
-    dwt = xp.zeros((C * kh * kw, F), dtype=dout.dtype)
-    tmp = xp.empty_like(dwt)
-    for c0, c1 in chunks:
-        xp.matmul(_cols(geo, c0, c1, ws), d_cols[:, c0:c1].T, out=tmp)
-        dwt += tmp
+
+    def part(a, b):  # the sum over chunks a..b-1 (each thread its own partial sum)
+        ws = xp.empty(C * kh * kw * size, dtype=dout.dtype)
+        acc = xp.zeros((C * kh * kw, F), dtype=dout.dtype)
+        tmp = xp.empty_like(acc)
+        for c0, c1 in chunks[a:b]:
+            xp.matmul(_cols(geo, c0, c1, ws), d_cols[:, c0:c1].T, out=tmp)
+            acc += tmp
+        return acc
+
+    partial = parallel.run(part, parallel.split(len(chunks)))
+    dwt = partial[0]
+    for acc in partial[1:]:
+        dwt += acc
     grads["weight"] = dwt.T.reshape(w.shape)  # (F, C, kh, kw)
     if not input_grad:
         return None, grads
@@ -333,16 +354,22 @@ def conv2d_backward(dout, cache: Conv2dCache, *, input_grad: bool = True):
     dpad = xp.zeros((C, N, H + 2 * p, W + 2 * p), dtype=dout.dtype)
     P = Ho * Wo
     nb = max(1, size // P)
-    ws = xp.empty(C * kh * kw * nb * P, dtype=dout.dtype)
-    for n0 in range(0, N, nb):
-        n1 = min(N, n0 + nb)
-        dcols = ws[:C * kh * kw * (n1 - n0) * P].reshape(C * kh * kw, (n1 - n0) * P)
-        xp.matmul(w2t, d2[:, n0 * P:n1 * P], out=dcols)         # (C kh kw, nb Ho Wo)
-        dcols = dcols.reshape(C, kh, kw, n1 - n0, Ho, Wo)
-        dchunk = dpad[:, n0:n1]                                 # (C, nb, Hp, Wp)
-        for i in range(kh):
-            for j in range(kw):
-                dchunk[:, :, i:i + stride * (Ho - 1) + 1:stride, j:j + stride * (Wo - 1) + 1:stride] += dcols[:, i, j]
+    starts = list(range(0, N, nb))
+
+    def part(a, b):  # image chunks a..b-1: disjoint images, so threads never write the same values
+        ws = xp.empty(C * kh * kw * nb * P, dtype=dout.dtype)
+        for n0 in starts[a:b]:
+            n1 = min(N, n0 + nb)
+            dcols = ws[:C * kh * kw * (n1 - n0) * P].reshape(C * kh * kw, (n1 - n0) * P)
+            xp.matmul(w2t, d2[:, n0 * P:n1 * P], out=dcols)         # (C kh kw, nb Ho Wo)
+            dcols = dcols.reshape(C, kh, kw, n1 - n0, Ho, Wo)
+            dchunk = dpad[:, n0:n1]                                 # (C, nb, Hp, Wp)
+            for i in range(kh):
+                for j in range(kw):
+                    dchunk[:, :, i:i + stride * (Ho - 1) + 1:stride,
+                           j:j + stride * (Wo - 1) + 1:stride] += dcols[:, i, j]
+
+    parallel.run(part, parallel.split(len(starts)))
     return dpad[:, :, p:p + H, p:p + W].transpose(1, 0, 2, 3), grads
 
 

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numpy
 
+from eca_ref import parallel
 from eca_ref.attention import VARIANTS, kernel_size
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError, InputTypeError
@@ -293,18 +294,41 @@ def _check_model_inputs(x, params, buffers, cfg):
                                  f"{getattr(a, 'dtype', '')}")
 
 
+def _per_channels(fn, a):
+    """fn(c0, c1) over ranges of a's channels, split over parallel.threads (each range is one
+    contiguous block of a channel-major array)."""
+    parallel.run(fn, parallel.split(a.shape[1]))
+
+
 def _relu_inplace(a):
     """ReLU written into a (an array this pass owns); the output itself is the backward's mask."""
     xp = get_xp()
-    xp.maximum(a, 0, out=a)
+
+    def part(c0, c1):
+        xp.maximum(a[:, c0:c1], 0, out=a[:, c0:c1])
+
+    _per_channels(part, a)
     return a
 
 
 def _relu_backward_inplace(da, a):
     """da * (a > 0), written into da (the same math as functional.activations.relu_backward)."""
     xp = get_xp()
-    xp.multiply(da, a > 0, out=da)
+
+    def part(c0, c1):
+        xp.multiply(da[:, c0:c1], a[:, c0:c1] > 0, out=da[:, c0:c1])
+
+    _per_channels(part, da)
     return da
+
+
+def _add_inplace(a, b):
+    """a += b (a is an array this pass owns), split over channels like the layers."""
+    def part(c0, c1):
+        a[:, c0:c1] += b[:, c0:c1]
+
+    _per_channels(part, a)
+    return a
 
 
 def _channel_major(a):
@@ -350,7 +374,7 @@ def _forward(x, params, buffers, cfg, train, gates=None):
             s, sc_bn = _bn(s, params, buffers, p + ".shortcut.bn", train, new_buffers)
         else:
             s = h
-        o += s  # the residual addition (o is this block's own array)
+        _add_inplace(o, s)  # the residual addition (o is this block's own array)
         h = r2 = _relu_inplace(o)
         blocks.append(BlockCache(c1, b1, r1, c2, b2, ac, sc_conv, sc_bn, r2))
     y, gap = gap_forward(h, check_finite=False)                                      # (N, 4w)
@@ -417,7 +441,7 @@ def resnet_backward(dlogits, cache: ResNetCache) -> dict:
         grads[p + ".bn1.weight"], grads[p + ".bn1.bias"] = g["weight"], g["bias"]
         do, g = conv2d_backward(do, bc.conv1)
         grads[p + ".conv1.weight"] = g["weight"]
-        do += ds  # both paths into the block's input
+        _add_inplace(do, ds)  # both paths into the block's input
         dh = do
     dh = _relu_backward_inplace(dh, cache.stem_relu)
     dh, g = batchnorm2d_backward(dh, cache.stem_bn, overwrite_dout=True)

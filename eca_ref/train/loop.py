@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eca_ref import parallel
 from eca_ref.backend import asnumpy, get_xp
 from eca_ref.errors import CheckpointError, InputError
 from eca_ref.train.checkpoint import (
@@ -351,7 +352,8 @@ def _notify(reporter, name: str, *args):
 # public entry points
 
 
-def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None, reporter=None) -> TrainResult:
+def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None, reporter=None,
+          threads: int | None = None) -> TrainResult:
     """Train a new run into directory ``out``; returns a :class:`TrainResult`.
 
     Args:
@@ -364,6 +366,8 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
             ``on_epoch_start(epoch, epochs, n_batches, first_batch)``,
             ``on_batch(epoch, batch, n_batches, loss, acc, images_per_s, lr)``,
             ``on_epoch_end(metrics)``; used by the CLI for the progress bar.
+        threads: CPU threads the layers split their work over (see :mod:`eca_ref.parallel`);
+            None: every available core. The same seed and thread count give bit-identical weights.
     """
     from eca_ref.models import init_resnet
 
@@ -371,6 +375,8 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
         raise InputError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if stop_after is not None:
         check_int(stop_after, "stop_after", min_value=1)
+    if threads is not None:
+        check_int(threads, "threads", min_value=1)
     run_dir = prepare_run_dir(out, new=True)
     data = load_data(cfg, data_dir)
     init_ss, data_ss = np.random.SeedSequence(cfg.seed).spawn(2)
@@ -386,19 +392,24 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
     }))
     _write_metrics(run_dir, [])
     _save(run_dir, st, cfg, data, sched, "started")
-    return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=False)
+    return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=False,
+                threads=threads)
 
 
 def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=None,
-           expect: dict | None = None) -> TrainResult:
+           expect: dict | None = None, threads: int | None = None) -> TrainResult:
     """Continue the run saved in ``run_dir`` with its saved configuration, to its planned epochs.
 
     ``expect`` maps config fields to values the caller wants (e.g. options given on a command
     line together with ``--resume``); any that differ from the saved config raise CheckpointError
-    (a resumed run cannot change its recipe). A finished run returns at once.
+    (a resumed run cannot change its recipe). A finished run returns at once. ``threads`` as
+    for :func:`train` (a run resumed with the thread count it was started with continues
+    bit-identically).
     """
     if stop_after is not None:
         check_int(stop_after, "stop_after", min_value=1)
+    if threads is not None:
+        check_int(threads, "threads", min_value=1)
     groups, meta = load_checkpoint(run_dir)
     run_dir = Path(run_dir)
     if run_dir.is_file():
@@ -425,7 +436,8 @@ def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=No
                               f"{dmeta.get('n_train')} images, {dmeta.get('train_fingerprint')}); point --data-dir at that copy")
     sched = _schedule(cfg, len(data.train_y))
     _write_metrics(run_dir, st.metrics)          # drop lines of epochs after the checkpoint, if any
-    return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=True)
+    return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=True,
+                threads=threads)
 
 
 def _schedule(cfg: TrainConfig, n_train: int) -> Schedule:
@@ -470,7 +482,14 @@ def _state_from_checkpoint(run_dir: Path, groups: dict, meta: dict, cfg: TrainCo
 
 
 def _run(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after, reporter,
-         resumed: bool) -> TrainResult:
+         resumed: bool, threads: int | None) -> TrainResult:
+    with parallel.threads(threads) as n_threads:
+        return _run_epochs(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter,
+                           resumed=resumed, n_threads=n_threads)
+
+
+def _run_epochs(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after,
+                reporter, resumed: bool, n_threads: int) -> TrainResult:
     from eca_ref.data import iterate_batches
     from eca_ref.functional.loss import softmax_cross_entropy
     from eca_ref.models import count_parameters, decay_keys, resnet_backward, resnet_forward
@@ -493,7 +512,8 @@ def _run(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedu
     _notify(reporter, "on_start", {
         "run_dir": run_dir, "config": cfg, "resumed": resumed, "epoch": st.epoch, "step": st.step,
         "n_train": n_train, "n_test": len(data.test_y), "steps_per_epoch": n_batches,
-        "total_steps": sched.total_steps, "parameters": count_parameters(mcfg), "data_root": data.root})
+        "total_steps": sched.total_steps, "parameters": count_parameters(mcfg), "data_root": data.root,
+        "threads": n_threads})
     if st.epoch >= cfg.epochs:
         return result("finished", f"the run in {run_dir} is already complete ({st.epoch} epochs)")
 
@@ -552,7 +572,8 @@ def _run(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedu
             m = {"epoch": st.epoch + 1, "step": st.step, "lr": sched(st.step - 1),
                  "train_loss": p["loss_sum"] / max(p["seen"], 1), "train_acc": p["correct"] / max(p["seen"], 1),
                  "test_loss": ev["loss"], "test_acc": ev["acc"], "seconds": seconds,
-                 "train_seconds": train_seconds, "images_per_s": p["seen"] / max(train_seconds, 1e-9)}
+                 "train_seconds": train_seconds, "images_per_s": p["seen"] / max(train_seconds, 1e-9),
+                 "threads": n_threads}
             if not _all_finite(st.params, st.buffers, st.momentum) or not math.isfinite(ev["loss"]):
                 return result("diverged", f"training diverged (NaN/inf weights or test loss) at the end of epoch "
                                           f"{st.epoch + 1}; the last good checkpoint ({st.saved}) "

@@ -1,0 +1,208 @@
+"""Work split over CPU threads inside one layer (opt-in; off by default).
+
+A training step of the tiny ResNet is a few hundred array operations on small arrays: matrix
+products with 16-64 rows and element-wise passes over a few MB. A multithreaded BLAS gains
+little on such products (on a 2-core machine the step got *slower* with a second OpenBLAS
+thread), and NumPy's element-wise operations run on one core. So eca-ref splits the work
+itself: inside :func:`threads`, the convolution hands its chunks of im2col columns, and
+batch-norm, ReLU and the residual additions hand ranges of channels, to a small pool of Python
+threads; NumPy releases the GIL inside these operations, so the threads run at the same time.
+BLAS is set to one thread meanwhile (each of our threads calls it with a share of the work).
+
+Every result is bit-identical to the serial one except the weight gradient of a convolution,
+whose chunk sums are added in a different order (float rounding only; the gradient checks
+pass either way).
+
+::
+
+    from eca_ref import parallel
+    with parallel.threads(2):          # what `eca-ref train` and `eca-ref bench` do by default
+        logits, cache, buffers = resnet_forward(x, params, buffers, cfg, train=True)
+
+Outside ``threads(n)`` (and with the CuPy backend, whose GPU kernels are parallel already)
+everything runs serially in the calling thread, and NumPy's BLAS keeps its own setting.
+
+BLAS threads are set through OpenBLAS's ``openblas_set_num_threads`` in the library NumPy
+loaded (NumPy's wheels bundle it); where that cannot be found (another BLAS), ``threads(n)``
+stays serial unless BLAS already uses one thread ($OPENBLAS_NUM_THREADS=1 and the like), so
+that the two kinds of threads never compete for the cores.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+
+import numpy
+
+from eca_ref.errors import InputError
+from eca_ref.validation import check_int
+
+__all__ = ["threads", "num_threads", "available_cores", "split", "run", "blas_control", "blas_single_threaded"]
+
+_state = {"n": 1, "active": 0, "blas_single": False, "pool": None, "pool_size": 0}
+_lock = threading.Lock()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+class _OpenBLAS:
+    """openblas_{get,set}_num_threads of the OpenBLAS that NumPy loaded, through ctypes."""
+
+    PREFIXES = ("scipy_openblas", "openblas")
+    SUFFIXES = ("64_", "")
+
+    def __init__(self, lib, getter, setter):
+        self._get, self._set = getattr(lib, getter), getattr(lib, setter)
+        self._get.restype = ctypes.c_int
+        self._get.argtypes = []
+        self._set.restype = None
+        self._set.argtypes = [ctypes.c_int]
+
+    def get(self) -> int:
+        return int(self._get())
+
+    def set(self, n: int) -> None:
+        self._set(int(n))
+
+    @classmethod
+    def find(cls):
+        here = os.path.dirname(numpy.__file__)
+        candidates = []
+        for folder in (os.path.join(here, "..", "numpy.libs"), os.path.join(here, ".dylibs"), here):
+            for pattern in ("*openblas*.so*", "*openblas*.dylib", "*openblas*.dll"):
+                candidates += sorted(glob.glob(os.path.join(folder, pattern)))
+        candidates.append(None)  # symbols already loaded into the process (a system OpenBLAS)
+        for path in candidates:
+            try:
+                lib = ctypes.CDLL(path) if path else ctypes.CDLL(None)
+            except OSError:
+                continue
+            for prefix in cls.PREFIXES:
+                for suffix in cls.SUFFIXES:
+                    getter, setter = f"{prefix}_get_num_threads{suffix}", f"{prefix}_set_num_threads{suffix}"
+                    if hasattr(lib, getter) and hasattr(lib, setter):
+                        return cls(lib, getter, setter)
+        return None
+
+
+_blas = {"searched": False, "control": None}
+
+
+def blas_control():
+    """The OpenBLAS thread control of NumPy's BLAS, or None where it cannot be found."""
+    if not _blas["searched"]:
+        _blas["control"], _blas["searched"] = _OpenBLAS.find(), True
+    return _blas["control"]
+
+
+def _blas_is_single_threaded_by_env() -> bool:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value) == 1
+    return False
+
+
+def num_threads() -> int:
+    """The threads the layers split their work over now (1 outside :func:`threads`)."""
+    return _state["n"]
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _lock:
+        if _state["pool"] is None or _state["pool_size"] < n:
+            if _state["pool"] is not None:
+                _state["pool"].shutdown(wait=True)
+            _state["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="eca-ref")
+            _state["pool_size"] = n
+        return _state["pool"]
+
+
+@contextmanager
+def threads(n: int | None = None):
+    """Split the layers' work over n threads inside the block; BLAS runs one thread per call.
+
+    n = None: every available core, or, inside another ``threads`` block, the count in effect
+    there (so a caller can set the count for everything its callees do). n = 1 runs serially
+    with a one-thread BLAS: eca-ref uses exactly one core. BLAS's setting is restored on exit.
+    With the CuPy backend, or where NumPy's BLAS threads cannot be controlled (and are not 1
+    already), the block runs serially and BLAS keeps its own setting. Yields the thread count
+    in effect.
+    """
+    from eca_ref.backend import get_xp  # noqa: PLC0415 (backend imports nothing from here)
+
+    if n is None:
+        n = _state["n"] if _state["active"] else available_cores()
+    n = check_int(n, "threads", min_value=1)
+    if n > 256:
+        raise InputError(f"threads must be at most 256, got {n}")
+    blas, previous_blas, single = None, None, False
+    if get_xp() is not numpy:
+        n = 1                                   # GPU kernels are parallel already; BLAS is cuBLAS
+    else:
+        single = _blas_is_single_threaded_by_env()
+        if not single:
+            blas = blas_control()
+            single = blas is not None
+        if not single:
+            n = 1                               # BLAS keeps its own threads; ours would compete with them
+    previous = (_state["n"], _state["blas_single"])
+    if n > 1:
+        _pool(n)
+    if blas is not None and not _state["blas_single"]:  # an enclosing block has set it already
+        previous_blas = blas.get()
+        blas.set(1)
+    _state["n"], _state["blas_single"] = n, single or _state["blas_single"]
+    _state["active"] += 1
+    try:
+        yield n
+    finally:
+        _state["n"], _state["blas_single"] = previous
+        _state["active"] -= 1
+        if previous_blas is not None:
+            blas.set(previous_blas)
+
+
+def blas_single_threaded() -> bool:
+    """True inside :func:`threads` where BLAS runs one thread per call (the usual case)."""
+    return _state["blas_single"]
+
+
+def split(total: int, parts: int | None = None) -> list[tuple[int, int]]:
+    """[0, total) as at most ``parts`` (default: num_threads()) near-equal ranges (a, b), none empty
+    (one empty range for total 0)."""
+    parts = num_threads() if parts is None else parts
+    parts = max(1, min(parts, total))
+    step, extra = divmod(total, parts)
+    out, a = [], 0
+    for i in range(parts):
+        b = a + step + (1 if i < extra else 0)
+        out.append((a, b))
+        a = b
+    return out
+
+
+def run(fn, items) -> list:
+    """[fn(*item) for item in items], the items spread over the threads; results in order.
+
+    The calling thread does the first item itself. Exceptions propagate (the first one raised).
+    """
+    items = list(items)
+    if len(items) <= 1 or _state["n"] <= 1 or threading.current_thread().name.startswith("eca-ref"):
+        return [fn(*item) for item in items]
+    pool = _state["pool"]
+    futures = [pool.submit(fn, *item) for item in items[1:]]
+    try:
+        first = fn(*items[0])
+    finally:
+        wait(futures)  # every item has ended before anything (a result or an exception) goes back
+    return [first] + [f.result() for f in futures]
