@@ -29,6 +29,7 @@ that the two kinds of threads never compete for the cores.
 """
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import glob
 import os
@@ -194,13 +195,16 @@ def split(total: int, parts: int | None = None) -> list[tuple[int, int]]:
 def run(fn, items) -> list:
     """[fn(*item) for item in items], the items spread over the threads; results in order.
 
-    The calling thread does the first item itself. Exceptions propagate (the first one raised).
+    The calling thread does the first item itself; the others run in copies of the caller's
+    context (so ``numpy.errstate`` applies to them too). Exceptions propagate (the first item's,
+    else the first in order).
     """
     items = list(items)
     if len(items) <= 1 or _state["n"] <= 1 or threading.current_thread().name.startswith("eca-ref"):
         return [fn(*item) for item in items]
     pool = _state["pool"]
-    futures = [pool.submit(fn, *item) for item in items[1:]]
+    # each item runs in a copy of the caller's context: numpy.errstate (a context variable) holds there too
+    futures = [pool.submit(contextvars.copy_context().run, fn, *item) for item in items[1:]]
     try:
         first = fn(*items[0])
     finally:

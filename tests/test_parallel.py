@@ -1,6 +1,7 @@
 """eca_ref.parallel: the work split over threads gives the serial results, and the context manager
 restores what it changed."""
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -145,3 +146,20 @@ def test_model_step_threaded_equals_serial(small_chunks):
     assert all(np.array_equal(buf1[k], buf2[k]) for k in buf1)
     for k in grads1:
         np.testing.assert_allclose(grads2[k], grads1[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_errstate_reaches_the_threads():
+    if parallel.blas_control() is None:
+        pytest.skip("NumPy's BLAS threads cannot be set here: threads() stays serial")
+    big = np.ones((4, 3))
+    big[2:] = 1e300
+
+    def part(a, b):
+        return big[a:b] * 1e300  # overflows in rows 2, 3 only: the item the worker thread runs
+
+    with parallel.threads(2), np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            parallel.run(part, [(0, 2), (2, 4)])
+    with parallel.threads(2), np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isinf(np.vstack(parallel.run(part, [(0, 2), (2, 4)]))[2:]).all()
