@@ -90,6 +90,17 @@ def _threads_option(f):
                         help="CPU threads the layers split their work over [default: every available core].")(f)
 
 
+def _malloc_option(f):
+    return click.option("--tune-malloc/--no-tune-malloc", default=True, show_default=True,
+                        help="Let glibc keep freed memory for reuse (faster steps; see eca_ref.bench.tune_allocator).")(f)
+
+
+def _tune(on: bool) -> None:
+    if on:
+        from eca_ref.bench import tune_allocator
+        tune_allocator()
+
+
 def _given(ctx, name) -> bool:
     src = ctx.get_parameter_source(name)
     return src not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
@@ -126,12 +137,14 @@ _CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "
 @click.option("--augment/--no-augment", default=_default("augment"), show_default=True,
               help="Random crop (4-pixel padding) and horizontal flip.")
 @_threads_option
+@_malloc_option
 @click.pass_context
-def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, **opts):
+def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, tune_malloc, **opts):
     """Train the tiny ECA-ResNet on CIFAR-10 (or continue a run with --resume)."""
     from eca_ref.errors import InputError
     from eca_ref.train.loop import resume, train
 
+    _tune(tune_malloc)
     console = Console(highlight=False, soft_wrap=True)
     reporter = RichReporter(console)
     t0 = time.perf_counter()
@@ -259,11 +272,14 @@ def _csv(text: str, kind=str, name: str = "") -> list:
               help="Folder for the runs (one per variant and seed; reused when rerun).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
 @_threads_option
-def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json, threads):
+@_malloc_option
+def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json, threads,
+               tune_malloc):
     """Train each attention variant under the same budget; params added and test accuracy mean ± std."""
     from eca_ref import parallel
     from eca_ref.train.ablate import AblationInterrupted, ablate
 
+    _tune(tune_malloc)
     variants = _csv(attention, str, "--attention")
     seed_list = _csv(seeds, int, "--seeds")
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
