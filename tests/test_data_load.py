@@ -228,7 +228,7 @@ def test_data_info(fake, tmp_path):
     assert all(s.ok and s.counts == {"train": 23, "test": 7} for s in report.sources)
     assert report.sources[2].official is False and len(report.sources[2].md5) == 32
     assert [s.verified for s in report.sources] == ["files checked"] * 2 + ["unofficial MD5"] * 2
-    folder = _binary_case(fake, tmp_path, lambda p: p.write_bytes(b"12"))
+    _binary_case(fake, tmp_path, lambda p: p.write_bytes(b"12"))
     bad = data_info(tmp_path).sources[0]
     assert not bad.ok and "data_batch_3.bin" in bad.error
     assert data_info(tmp_path / "nowhere").sources == []

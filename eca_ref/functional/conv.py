@@ -145,14 +145,14 @@ def _padded_buffer(x, pad_h: int, pad_w: int, kh: int, kw: int):
     buf = xp.empty(C * g.S + kh * g.Ws + kw, dtype=x.dtype)
     per_channel = buf[:C * g.S].reshape(C, g.S)
     head = pad_w + pad_h * g.Ws
-    per_channel[:, :head] = 0
     images = per_channel[:, head:].reshape(C, N, g.Hs, g.Ws)
-    images[:, :, :H, W:] = 0
-    images[:, :, H:] = 0
     buf[C * g.S:] = 0
     x_cm = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
 
-    def part(c0, c1):
+    def part(c0, c1):  # a range of channels (split over parallel.threads)
+        per_channel[c0:c1, :head] = 0
+        images[c0:c1, :, :H, W:] = 0
+        images[c0:c1, :, H:] = 0
         images[c0:c1, :, :H, :W] = x_cm[c0:c1]
 
     parallel.run(part, parallel.split(C))
