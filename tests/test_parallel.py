@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from eca_ref import parallel
+from eca_ref.attention import VARIANTS
 from eca_ref.errors import InputError, InputTypeError
 from eca_ref.functional import conv as conv_mod
 from eca_ref.functional.batchnorm import batchnorm2d_backward, batchnorm2d_forward
@@ -163,3 +164,20 @@ def test_errstate_reaches_the_threads():
     with parallel.threads(2), np.errstate(over="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isinf(np.vstack(parallel.run(part, [(0, 2), (2, 4)]))[2:]).all()
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_attention_threaded_equals_serial(name):
+    v = VARIANTS[name]
+    rng = np.random.default_rng(6)
+    C = 32  # SE's default r = 16 and SE-GC's 16 groups need C >= 16
+    x = rng.standard_normal((3, C, 5, 4))
+    dout = rng.standard_normal(x.shape)
+    params = v.init_params(C, rng=rng, dtype=np.float64)
+    out1, c1 = v.forward(x, params)
+    dx1, g1 = v.backward(dout, c1)
+    with parallel.threads(3):
+        out3, c3 = v.forward(x, params)
+        dx3, g3 = v.backward(dout, c3)
+    assert np.array_equal(out1, out3) and np.array_equal(dx1, dx3)
+    assert set(g1) == set(g3) and all(np.array_equal(g1[k], g3[k]) for k in g1)

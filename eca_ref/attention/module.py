@@ -12,6 +12,9 @@ the rescale directly, and through GAP -> f -> σ (micrograd's rule):
 
     dX = dout ⊙ s                          (path 1: the rescale)
        + dy / (H W), broadcast over H, W   (path 2: GAP), dy = f'(y)^T (ds ⊙ s(1-s)), ds = Σ_hw dout ⊙ X
+
+Inside ``eca_ref.parallel.threads`` the passes over X (GAP, the rescale, ds and the sum of the
+two paths) are split over ranges of channels; f and σ work on the small (N, C) arrays.
 """
 from __future__ import annotations
 
@@ -20,11 +23,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
+from eca_ref import parallel
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError, InputTypeError
 from eca_ref.functional.activations import sigmoid
 from eca_ref.functional.pooling import gap_forward, gap_forward_loop
 from eca_ref.validation import check_float_array, check_int, check_same_dtype
+
+
+def _per_channel(fn, a) -> list:
+    """[fn(c0, c1)] over ranges of a's channels, split over parallel.threads (serial outside)."""
+    return parallel.run(fn, parallel.split(a.shape[1]))
+
+
+def _rescale(a, s):
+    """a * s[:, :, None, None] into a new array with a's memory order, a range of channels per thread."""
+    out = get_xp().empty_like(a)
+
+    def part(c0, c1):
+        get_xp().multiply(a[:, c0:c1], s[:, c0:c1, None, None], out=out[:, c0:c1])
+
+    _per_channel(part, a)
+    return out
 
 
 class AttentionCache(NamedTuple):
@@ -146,10 +166,12 @@ class Variant:
         self.check_params(params, x.shape[1], x.dtype, check_finite=check_finite)
         if self.f_forward is None:  # "none": no attention
             return x.copy(), AttentionCache(x, None, None)
-        y, _ = gap_forward(x, check_finite=False)  # (N, C)
+        xp = get_xp()
+        y = xp.concatenate(_per_channel(lambda c0, c1: gap_forward(x[:, c0:c1], check_finite=False)[0], x),
+                           axis=1)  # (N, C) = GAP(x), a range of channels per thread
         z, f_cache = self.f_forward(y, params)  # (N, C)
         s = sigmoid(z)  # (N, C)
-        out = x * s[:, :, None, None]  # (N, C, H, W)
+        out = _rescale(x, s)  # x * s[:, :, None, None]                        (N, C, H, W)
         return out, AttentionCache(x, s, f_cache)
 
     def backward(self, dout, cache: AttentionCache):
@@ -161,13 +183,18 @@ class Variant:
             return dout.copy(), {}
         xp = get_xp()
         H, W = x.shape[2], x.shape[3]
-        dx_rescale = dout * s[:, :, None, None]  # path 1: out = x * s          (N, C, H, W)
-        ds = xp.einsum("nchw,nchw->nc", dout, x)  # Σ over H, W of dout * x     (N, C)
+        dx_rescale = _rescale(dout, s)  # path 1: out = x * s, dout * s          (N, C, H, W)
+        ds = xp.concatenate(_per_channel(  # Σ over H, W of dout * x              (N, C)
+            lambda c0, c1: xp.einsum("nchw,nchw->nc", dout[:, c0:c1], x[:, c0:c1]), x), axis=1)
         dz = ds * s * (1 - s)  # through σ                                      (N, C)
         dy, grads = self.f_backward(dz, f_cache)  # through f                   (N, C)
         dx_pool = (dy / (H * W))[:, :, None, None]  # path 2: GAP, broadcast    (N, C, 1, 1)
         dx = dx_rescale
-        dx += dx_pool  # dx = dx_rescale + dx_pool, in place: no second full-size array
+
+        def add_pool(c0, c1):  # dx = dx_rescale + dx_pool, in place: no second full-size array
+            dx[:, c0:c1] += dx_pool[:, c0:c1]
+
+        _per_channel(add_pool, dx)
         return dx, grads
 
     def gate(self, x, params, *, check_finite: bool = True):
