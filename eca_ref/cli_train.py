@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from eca_ref.train.loop import TrainConfig
+from eca_ref.train.loop import PRESETS, TrainConfig
 
 _DEFAULTS = TrainConfig.__dataclass_fields__
 
@@ -111,6 +111,8 @@ _CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "
 
 
 @click.command("train")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="A named recipe: d20 = --depth 20 --epochs 26 (options given explicitly win).")
 @click.option("--attention", default=_default("attention"), show_default=True,
               help="Attention variant by registry name (none, se, eca, ...).")
 @click.option("--depth", type=int, default=_default("depth"), show_default=True, help="ResNet depth, 6n+2.")
@@ -139,18 +141,24 @@ _CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "
 @_threads_option
 @_malloc_option
 @click.pass_context
-def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, tune_malloc, **opts):
+def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, tune_malloc, preset, **opts):
     """Train the tiny ECA-ResNet on CIFAR-10 (or continue a run with --resume)."""
     from eca_ref.errors import InputError
     from eca_ref.train.loop import resume, train
 
     _tune(tune_malloc)
+    given = {k for k in opts if _given(ctx, k)}
+    if preset is not None:  # the preset's fields, unless given explicitly
+        for k, v in PRESETS[preset].items():
+            if k not in given:
+                opts[k] = v
+                given.add(k)
     console = Console(highlight=False, soft_wrap=True)
     reporter = RichReporter(console)
     t0 = time.perf_counter()
     try:
         if resume_dir is not None:
-            expect = {k: v for k, v in opts.items() if _given(ctx, k)}
+            expect = {k: v for k, v in opts.items() if k in given}
             if out is not None and str(out).rstrip("/") != str(resume_dir).rstrip("/"):
                 raise InputError(f"--out {out} contradicts --resume {resume_dir}: a resumed run stays in its directory")
             result = resume(resume_dir, data_dir=data_dir, stop_after=stop_after, reporter=reporter, expect=expect,

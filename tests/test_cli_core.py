@@ -83,3 +83,17 @@ def test_repo_root_shim_runs():
     out = subprocess.run([sys.executable, str(root / "cli.py"), "kernel-size", "--channels", "64"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "k = 3" in out.stdout
+
+
+@pytest.mark.parametrize("args, expect", [
+    (("kernel-size", "--channels"), "Error: Option '--channels' requires an argument"),
+    (("--backend", "foo", "verify"), "Error: Invalid value for '--backend': 'foo' is not one of"),
+    (("no-such-command",), "Error: No such command 'no-such-command' (see eca-ref --help)"),
+    (("train", "--depth", "abc"), "Error: Invalid value for '--depth': 'abc' is not a valid integer (see eca-ref train --help)"),
+    (("data", "download", "--bogus"), "Error: No such option '--bogus'"),
+])
+def test_usage_errors_are_one_line(args, expect):
+    r = CliRunner().invoke(main, list(args), prog_name="eca-ref")
+    lines = [s for s in r.stderr.splitlines() if s.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(expect), r.stderr
+    assert "Usage:" not in r.output and "Traceback" not in r.output

@@ -172,3 +172,27 @@ def test_ablate(data_dir, tmp_path):
     assert d["rows"][0]["params_added"] == 0 and d["rows"][1]["params_added"] == 1 + 3 + 3
     r = run("ablate", "--seeds", "a,b", "--data-dir", data_dir)
     assert r.exit_code == 2 and "--seeds" in _one_error_line(r)
+
+
+def test_preset_sets_its_fields_and_explicit_options_win(data_dir, tmp_path):
+    out = tmp_path / "d20"
+    r = run("train", "--preset", "d20", "--width", "1", "--batch-size", "20", "--epochs", "1", "--out", out,
+            "--data-dir", data_dir)
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert saved["depth"] == 20 and saved["epochs"] == 1 and saved["width"] == 1  # preset depth, explicit epochs
+    r = run("train", "--resume", out, "--preset", "d20", "--data-dir", data_dir)  # epochs 26 contradicts 1
+    assert r.exit_code == 2 and "epochs=26 (saved: 1)" in _one_error_line(r)
+    r = run("train", "--resume", out, "--preset", "d20", "--epochs", "1", "--data-dir", data_dir)
+    assert r.exit_code == 0 and "already complete" in r.stdout
+    r = run("train", "--preset", "huge", "--out", tmp_path / "x", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "huge" in _one_error_line(r)
+
+
+def test_threads_option(straight, data_dir, tmp_path):
+    r = run("train", *TINY, "--threads", "1", "--out", tmp_path / "t1", "--data-dir", data_dir)
+    assert r.exit_code == 0, r.output
+    r = run("train", *TINY, "--threads", "0", "--out", tmp_path / "t0", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "threads must be >= 1" in _one_error_line(r)
+    r = run("evaluate", straight[0], "--threads", "-1", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "threads" in _one_error_line(r)

@@ -121,6 +121,22 @@ class TrainConfig:
         return cls(**d)
 
 
+# Named recipes: the fields each one sets (every other field keeps TrainConfig's default).
+# "d20" is the longer preset: ResNet-20 (0.27M parameters) for 26 epochs, about 85 minutes on the
+# 2-core machine of docs/results.md, where it was measured (test accuracy there).
+PRESETS = {
+    "default": {},
+    "d20": {"depth": 20, "epochs": 26},
+}
+
+
+def preset_config(name: str, **overrides) -> TrainConfig:
+    """TrainConfig of a named preset (see PRESETS), with any field overridden by keyword."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise InputError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return TrainConfig(**{**PRESETS[name], **overrides})
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` and :func:`resume` return.
