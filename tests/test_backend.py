@@ -107,6 +107,22 @@ def test_cupy_with_a_gpu_is_selected_then_numpy_again(monkeypatch):
     assert backend.get_xp() is np
 
 
+def test_threads_are_serial_on_cupy(monkeypatch):
+    from eca_ref import parallel
+
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy(1))
+    blas = parallel.blas_control()
+    before = blas.get() if blas else None
+    try:
+        backend.set_backend("cupy")
+        with parallel.threads(4) as n:
+            assert n == 1 and parallel.num_threads() == 1 and not parallel.blas_single_threaded()
+            if blas is not None:
+                assert blas.get() == before  # NumPy's BLAS is left alone
+    finally:
+        backend.set_backend("numpy")
+
+
 def test_cli_backend_error_is_one_line(monkeypatch):
     from click.testing import CliRunner
 
