@@ -1,0 +1,93 @@
+"""How much of a training step is matrix products: the floor under the convolutions.
+
+Records every matrix product that one training step of the default net makes (the convolutions'
+chunk products, forward and backward, and the classifier), then replays the same products, with
+the same shapes and memory orders, on fresh arrays split over the same threads, and prints:
+
+    step          the whole training step (as eca-ref bench times it)
+    products      the recorded products alone, replayed
+    rest          step - products: im2col copies, batch-norm, ReLU, ECA, the update, Python
+
+Run from a checkout: python benchmarks/bench_gemm_floor.py [--threads N] [--depth D] [--repeats R]
+"""
+import argparse
+import pathlib
+import sys
+
+import numpy
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from eca_ref import parallel  # noqa: E402
+from eca_ref.bench import _NumpyStep, time_median, tune_allocator  # noqa: E402
+from eca_ref.models import ResNetConfig  # noqa: E402
+
+
+class _Recorder:
+    """numpy with matmul wrapped: records (shape of a, shape of b, a transposed?, b transposed?)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return getattr(numpy, name)
+
+    def matmul(self, a, b, *args, **kwargs):
+        self.calls.append((a.shape, b.shape, not a.flags.c_contiguous, not b.flags.c_contiguous))
+        return numpy.matmul(a, b, *args, **kwargs)
+
+
+def record(step) -> list:
+    import eca_ref.functional.conv as conv
+    import eca_ref.functional.linear as linear
+
+    rec = _Recorder()
+    saved = conv.get_xp, linear.get_xp
+    conv.get_xp = linear.get_xp = lambda: rec
+    try:
+        step()
+    finally:
+        conv.get_xp, linear.get_xp = saved
+    return rec.calls
+
+
+def replay(calls, repeats: int) -> float:
+    rng = numpy.random.default_rng(0)
+
+    def operand(shape, transposed):
+        a = rng.standard_normal(shape[::-1] if transposed else shape, dtype=numpy.float32)
+        return a.T if transposed else a
+
+    work = [(operand(sa, ta), operand(sb, tb)) for sa, sb, ta, tb in calls]
+    outs = [numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.float32) for a, b in work]
+
+    def part(i0, i1):
+        for (a, b), o in zip(work[i0:i1], outs[i0:i1]):
+            numpy.matmul(a, b, out=o)
+
+    ranges = parallel.split(len(work))
+    return time_median(lambda: parallel.run(part, ranges), repeats=repeats, warmup=2)["median_ms"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=10)
+    args = ap.parse_args()
+    tune_allocator()
+    step = _NumpyStep(ResNetConfig(depth=args.depth), 128)
+    with parallel.threads(args.threads) as n:
+        calls = record(step)
+        full = time_median(step, repeats=args.repeats, warmup=2)["median_ms"]
+        products = replay(calls, args.repeats)
+    flops = sum(2 * sa[0] * sa[1] * sb[1] for sa, sb, _, _ in calls)
+    print(f"depth {args.depth}, batch 128, float32, {n} thread(s); {len(calls)} matrix products, "
+          f"{flops / 1e9:.2f} GFLOP per step")
+    print(f"step      {full:8.1f} ms")
+    print(f"products  {products:8.1f} ms  ({flops / products / 1e6:.0f} GFLOP/s)")
+    print(f"rest      {full - products:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
