@@ -1,14 +1,16 @@
 """How much of a training step is matrix products: the floor under the convolutions.
 
-Records every matrix product that one training step of the default net makes (the convolutions'
-chunk products, forward and backward, and the classifier), then replays the same products, with
+Records every matrix product that one training step of the default net makes through
+``xp.matmul`` (the convolutions' chunk products, forward and backward; the classifier's three
+tiny products are left out), then replays the same products, with
 the same shapes and memory orders, on fresh arrays split over the same threads, and prints:
 
     step          the whole training step (as eca-ref bench times it)
     products      the recorded products alone, replayed
     rest          step - products: im2col copies, batch-norm, ReLU, ECA, the update, Python
 
-Run from a checkout: python benchmarks/bench_gemm_floor.py [--threads N] [--depth D] [--repeats R]
+Run from a checkout: python benchmarks/bench_gemm_floor.py [--threads N] [--depth D] [--width W] [--batch B]
+[--repeats R]
 """
 import argparse
 import pathlib
@@ -39,15 +41,14 @@ class _Recorder:
 
 def record(step) -> list:
     import eca_ref.functional.conv as conv
-    import eca_ref.functional.linear as linear
 
     rec = _Recorder()
-    saved = conv.get_xp, linear.get_xp
-    conv.get_xp = linear.get_xp = lambda: rec
+    saved = conv.get_xp
+    conv.get_xp = lambda: rec
     try:
         step()
     finally:
-        conv.get_xp, linear.get_xp = saved
+        conv.get_xp = saved
     return rec.calls
 
 
@@ -69,20 +70,22 @@ def replay(calls, repeats: int) -> float:
     return time_median(lambda: parallel.run(part, ranges), repeats=repeats, warmup=2)["median_ms"]
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=10)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     tune_allocator()
-    step = _NumpyStep(ResNetConfig(depth=args.depth), 128)
+    step = _NumpyStep(ResNetConfig(depth=args.depth, width=args.width), args.batch)
     with parallel.threads(args.threads) as n:
         calls = record(step)
         full = time_median(step, repeats=args.repeats, warmup=2)["median_ms"]
         products = replay(calls, args.repeats)
     flops = sum(2 * sa[0] * sa[1] * sb[1] for sa, sb, _, _ in calls)
-    print(f"depth {args.depth}, batch 128, float32, {n} thread(s); {len(calls)} matrix products, "
+    print(f"depth {args.depth}, width {args.width}, batch {args.batch}, float32, {n} thread(s); {len(calls)} matrix products, "
           f"{flops / 1e9:.2f} GFLOP per step")
     print(f"step      {full:8.1f} ms")
     print(f"products  {products:8.1f} ms  ({flops / products / 1e6:.0f} GFLOP/s)")

@@ -72,3 +72,19 @@ def test_parity_bench_with_torch():
     assert sum(p.numel() for p in model.parameters()) == sum(a.size for a in params.values())
     r = bench_train_step(cfg, batch=4, repeats=1, warmup=0)
     assert r["ratio"] > 0
+
+
+def test_gemm_floor_script(capsys):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gemm_floor.py"
+    spec = importlib.util.spec_from_file_location("bench_gemm_floor", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--width", "2", "--batch", "4", "--repeats", "1", "--threads", "2"])
+    out = capsys.readouterr().out
+    # depth 8: 7 convs + 2 projections, forward, weight gradient and (but the stem's) input gradient,
+    # at least one chunk product each
+    n = int(out.split(" matrix products")[0].split()[-1])
+    assert n >= 9 + 9 + 8 and "products" in out and "rest" in out
