@@ -260,8 +260,8 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
 
     B = ``x.mean(axis=(2, 3))`` plus ``x * s[:, :, None, None]`` on the same array: the reads and
     the write that any forward pass must do. Targets: forward <= 1.2 B, forward + backward <= 3 B.
-    The module runs in one thread (its work is a few passes over memory); PyTorch gets ``threads``
-    (None: every available core).
+    The module and B split their passes over ``threads`` threads (None: every available core) by
+    ranges of channels, and PyTorch gets as many.
     """
     xp = get_xp()
     repeats = check_int(repeats, "repeats", min_value=1)
@@ -276,10 +276,17 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
         x = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
         dout = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
         params = v.init_params(C, rng=rng, dtype=numpy.float32, **({"k": k} if k else {}))
+        ranges = parallel.split(C, threads)
 
-        def baseline():
-            s = x.mean(axis=(2, 3))  # (N, C)
-            return x * s[:, :, None, None]
+        def baseline():  # the same two passes, split over the same threads as the module's
+            out = xp.empty_like(x)
+
+            def part(c0, c1):
+                s = x[:, c0:c1].mean(axis=(2, 3))  # (N, c)
+                xp.multiply(x[:, c0:c1], s[:, :, None, None], out=out[:, c0:c1])
+
+            parallel.run(part, ranges)
+            return out
 
         def fwd():
             return v.forward(x, params, check_finite=False)
@@ -288,10 +295,11 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
             out, cache = v.forward(x, params, check_finite=False)
             return v.backward(dout, cache)
 
-        row = {"shape": list(shape), "k": int(params["w"].shape[0]),
-               "B": time_median(baseline, repeats=repeats, warmup=warmup),
-               "forward": time_median(fwd, repeats=repeats, warmup=warmup),
-               "forward_backward": time_median(fwd_bwd, repeats=repeats, warmup=warmup)}
+        with parallel.threads(threads) as n:
+            row = {"shape": list(shape), "k": int(params["w"].shape[0]), "threads": n,
+                   "B": time_median(baseline, repeats=repeats, warmup=warmup),
+                   "forward": time_median(fwd, repeats=repeats, warmup=warmup),
+                   "forward_backward": time_median(fwd_bwd, repeats=repeats, warmup=warmup)}
         row["forward_over_B"] = row["forward"]["median_ms"] / row["B"]["median_ms"]
         row["forward_backward_over_B"] = row["forward_backward"]["median_ms"] / row["B"]["median_ms"]
         if torch is not None:
