@@ -54,7 +54,8 @@ class RichReporter:
         else:
             self.console.print(f"{self.label}training {what}; {info['n_train']:,} train / {info['n_test']:,} test "
                                f"images from {info['data_root']}; {cfg.epochs} epochs x {info['steps_per_epoch']} "
-                               f"steps of {cfg.batch_size}; run dir {info['run_dir']}")
+                               f"steps of {cfg.batch_size}; run dir {info['run_dir']}; "
+                               f"{info.get('threads', 1)} thread(s)")
 
     def on_epoch_start(self, epoch, epochs, n_batches, first):
         self._stop()
