@@ -276,7 +276,7 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
         x = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
         dout = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
         params = v.init_params(C, rng=rng, dtype=numpy.float32, **({"k": k} if k else {}))
-        ranges = parallel.split(C, threads)
+        ranges = parallel.split(C, threads, work=x.size)
 
         def baseline():  # the same two passes, split over the same threads as the module's
             out = xp.empty_like(x)

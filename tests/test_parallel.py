@@ -16,11 +16,24 @@ from eca_ref.functional.loss import softmax_cross_entropy
 from eca_ref.models import ResNetConfig, init_resnet, resnet_backward, resnet_forward
 
 
+@pytest.fixture(autouse=True)
+def split_small_jobs(monkeypatch):
+    """Split even the tiny test arrays (by default jobs under parallel.MIN_WORK run in one piece)."""
+    monkeypatch.setattr(parallel, "MIN_WORK", 1)
+
+
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 40 columns, so that even the small test arrays are split over the threads."""
     monkeypatch.setattr(conv_mod, "CHUNK_COLUMNS", 40)
     monkeypatch.setattr(conv_mod, "CHUNK_THREADED_FACTOR", 1)
+
+
+def test_split_keeps_small_jobs_whole(monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_WORK", 100)
+    assert parallel.split(8, 4, work=99) == [(0, 8)]
+    assert parallel.split(8, 4, work=250) == [(0, 4), (4, 8)]
+    assert parallel.split(8, 4, work=10**6) == [(0, 2), (2, 4), (4, 6), (6, 8)]
 
 
 def test_split():

@@ -33,7 +33,7 @@ from eca_ref.validation import check_float_array, check_int, check_same_dtype
 
 def _per_channel(fn, a) -> list:
     """[fn(c0, c1)] over ranges of a's channels, split over parallel.threads (serial outside)."""
-    return parallel.run(fn, parallel.split(a.shape[1]))
+    return parallel.run(fn, parallel.split(a.shape[1], work=a.size))
 
 
 def _rescale(a, s):

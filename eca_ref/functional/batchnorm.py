@@ -112,7 +112,7 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         xp.multiply(xc[c0:c1], (weight[c0:c1] * inv_std[c0:c1])[:, None, None, None], out=out[c0:c1])
         out[c0:c1] += bias[c0:c1, None, None, None]
 
-    parallel.run(part, parallel.split(C))
+    parallel.run(part, parallel.split(C, work=x.size))
     if train:
         new_mean = (1.0 - momentum) * running_mean + momentum * mean
         new_var = (1.0 - momentum) * running_var + momentum * (var * (M / (M - 1)))
@@ -164,7 +164,7 @@ def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = 
             t += b[:, None, None, None]
             dx[c0:c1] += t
 
-    parallel.run(part, parallel.split(C))
+    parallel.run(part, parallel.split(C, work=xc.size))
     return dx.transpose(1, 0, 2, 3), {"weight": dweight, "bias": dbias}
 
 

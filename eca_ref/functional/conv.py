@@ -155,7 +155,7 @@ def _padded_buffer(x, pad_h: int, pad_w: int, kh: int, kw: int):
         images[c0:c1, :, H:] = 0
         images[c0:c1, :, :H, :W] = x_cm[c0:c1]
 
-    parallel.run(part, parallel.split(C))
+    parallel.run(part, parallel.split(C, work=x.size))
     return buf, g
 
 

@@ -297,7 +297,7 @@ def _check_model_inputs(x, params, buffers, cfg):
 def _per_channels(fn, a):
     """fn(c0, c1) over ranges of a's channels, split over parallel.threads (each range is one
     contiguous block of a channel-major array)."""
-    parallel.run(fn, parallel.split(a.shape[1]))
+    parallel.run(fn, parallel.split(a.shape[1], work=a.size))
 
 
 def _relu_inplace(a):
