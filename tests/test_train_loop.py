@@ -195,3 +195,14 @@ def test_ablate(data_dir, tmp_path):
     # rerun: runs are reused, same numbers
     again = ablate(["none", "eca"], [0, 1], epochs=1, out=tmp_path / "abl", data_dir=data_dir, **cfg)
     assert [row.accs for row in again.rows] == [row.accs for row in r.rows]
+
+
+def test_preset_config():
+    from eca_ref.errors import InputError
+    from eca_ref.train import TrainConfig, preset_config
+
+    assert preset_config("default") == TrainConfig()
+    cfg = preset_config("d20", epochs=3)
+    assert (cfg.depth, cfg.epochs, cfg.width) == (20, 3, 16)
+    with pytest.raises(InputError, match="preset must be one of default, d20, got 'd50'"):
+        preset_config("d50")
