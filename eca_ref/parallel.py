@@ -90,7 +90,7 @@ class _OpenBLAS:
         for path in candidates:
             try:
                 lib = ctypes.CDLL(path) if path else ctypes.CDLL(None)
-            except OSError:
+            except (OSError, TypeError):  # TypeError: CDLL(None) where the platform has no such handle
                 continue
             for prefix in cls.PREFIXES:
                 for suffix in cls.SUFFIXES:
