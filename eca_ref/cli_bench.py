@@ -68,13 +68,12 @@ def render_bench(result: dict, console=None) -> None:
 def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="eca", with_torch=True,
               step=True, eca=True, tune_malloc=True, eca_shapes=None, threads=None) -> dict:
     """Run the benchmarks and return one JSON-ready dict (the plain function behind ``eca-ref bench``)."""
+    from eca_ref import parallel
     from eca_ref.bench import ECA_SHAPES, bench_eca, bench_train_step, environment, tune_allocator
     from eca_ref.models import ResNetConfig
-
-    cfg = ResNetConfig(depth=depth, width=width, attention=attention)  # checks the values
-    from eca_ref import parallel
     from eca_ref.validation import check_int
 
+    cfg = ResNetConfig(depth=depth, width=width, attention=attention)  # checks the values
     threads = parallel.available_cores() if threads is None else check_int(threads, "threads", min_value=1)
     result = {"environment": environment(), "allocator_tuned": bool(tune_malloc and tune_allocator()),
               "threads": threads}

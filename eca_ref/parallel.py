@@ -42,7 +42,7 @@ import numpy
 from eca_ref.errors import InputError
 from eca_ref.validation import check_int
 
-__all__ = ["threads", "num_threads", "available_cores", "split", "run", "blas_control", "blas_single_threaded"]
+__all__ = ["threads", "num_threads", "available_cores", "split", "run", "over_channels", "blas_control", "blas_single_threaded"]
 
 # Element-wise jobs smaller than this per thread run in one piece. Measured on the 2-core machine of
 # docs/results.md: the ECA module on a (128, 64, 8, 8) float32 map (524,288 values) took 0.40 ms in
@@ -201,6 +201,13 @@ def split(total: int, parts: int | None = None, *, work: int | None = None) -> l
         out.append((a, b))
         a = b
     return out
+
+
+def over_channels(fn, a) -> list:
+    """[fn(c0, c1)] over ranges of the channels (axis 1) of the (N, C, ...) array a, split over the
+    threads; a map under MIN_WORK values per thread is one range. For a channel-major array each
+    range is one contiguous block of memory."""
+    return run(fn, split(a.shape[1], work=a.size))
 
 
 def run(fn, items) -> list:

@@ -31,11 +31,6 @@ from eca_ref.functional.pooling import gap_forward, gap_forward_loop
 from eca_ref.validation import check_float_array, check_int, check_same_dtype
 
 
-def _per_channel(fn, a) -> list:
-    """[fn(c0, c1)] over ranges of a's channels, split over parallel.threads (serial outside)."""
-    return parallel.run(fn, parallel.split(a.shape[1], work=a.size))
-
-
 def _rescale(a, s):
     """a * s[:, :, None, None] into a new array with a's memory order, a range of channels per thread."""
     out = get_xp().empty_like(a)
@@ -43,7 +38,7 @@ def _rescale(a, s):
     def part(c0, c1):
         get_xp().multiply(a[:, c0:c1], s[:, c0:c1, None, None], out=out[:, c0:c1])
 
-    _per_channel(part, a)
+    parallel.over_channels(part, a)
     return out
 
 
@@ -167,7 +162,7 @@ class Variant:
         if self.f_forward is None:  # "none": no attention
             return x.copy(), AttentionCache(x, None, None)
         xp = get_xp()
-        y = xp.concatenate(_per_channel(lambda c0, c1: gap_forward(x[:, c0:c1], check_finite=False)[0], x),
+        y = xp.concatenate(parallel.over_channels(lambda c0, c1: gap_forward(x[:, c0:c1], check_finite=False)[0], x),
                            axis=1)  # (N, C) = GAP(x), a range of channels per thread
         z, f_cache = self.f_forward(y, params)  # (N, C)
         s = sigmoid(z)  # (N, C)
@@ -184,7 +179,7 @@ class Variant:
         xp = get_xp()
         H, W = x.shape[2], x.shape[3]
         dx_rescale = _rescale(dout, s)  # path 1: out = x * s, dout * s          (N, C, H, W)
-        ds = xp.concatenate(_per_channel(  # Σ over H, W of dout * x              (N, C)
+        ds = xp.concatenate(parallel.over_channels(  # Σ over H, W of dout * x              (N, C)
             lambda c0, c1: xp.einsum("nchw,nchw->nc", dout[:, c0:c1], x[:, c0:c1]), x), axis=1)
         dz = ds * s * (1 - s)  # through σ                                      (N, C)
         dy, grads = self.f_backward(dz, f_cache)  # through f                   (N, C)
@@ -194,7 +189,7 @@ class Variant:
         def add_pool(c0, c1):  # dx = dx_rescale + dx_pool, in place: no second full-size array
             dx[:, c0:c1] += dx_pool[:, c0:c1]
 
-        _per_channel(add_pool, dx)
+        parallel.over_channels(add_pool, dx)
         return dx, grads
 
     def gate(self, x, params, *, check_finite: bool = True):

@@ -294,12 +294,6 @@ def _check_model_inputs(x, params, buffers, cfg):
                                  f"{getattr(a, 'dtype', '')}")
 
 
-def _per_channels(fn, a):
-    """fn(c0, c1) over ranges of a's channels, split over parallel.threads (each range is one
-    contiguous block of a channel-major array)."""
-    parallel.run(fn, parallel.split(a.shape[1], work=a.size))
-
-
 def _relu_inplace(a):
     """ReLU written into a (an array this pass owns); the output itself is the backward's mask."""
     xp = get_xp()
@@ -307,7 +301,7 @@ def _relu_inplace(a):
     def part(c0, c1):
         xp.maximum(a[:, c0:c1], 0, out=a[:, c0:c1])
 
-    _per_channels(part, a)
+    parallel.over_channels(part, a)
     return a
 
 
@@ -318,7 +312,7 @@ def _relu_backward_inplace(da, a):
     def part(c0, c1):
         xp.multiply(da[:, c0:c1], a[:, c0:c1] > 0, out=da[:, c0:c1])
 
-    _per_channels(part, da)
+    parallel.over_channels(part, da)
     return da
 
 
@@ -327,7 +321,7 @@ def _add_inplace(a, b):
     def part(c0, c1):
         a[:, c0:c1] += b[:, c0:c1]
 
-    _per_channels(part, a)
+    parallel.over_channels(part, a)
     return a
 
 
