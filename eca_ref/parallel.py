@@ -42,7 +42,8 @@ import numpy
 from eca_ref.errors import InputError
 from eca_ref.validation import check_int
 
-__all__ = ["threads", "num_threads", "available_cores", "split", "run", "over_channels", "blas_control", "blas_single_threaded"]
+__all__ = ["threads", "num_threads", "available_cores", "split", "run", "over_channels", "blas_control",
+           "blas_single_threaded", "AllReduce", "run_shards", "shard_count"]
 
 # Element-wise jobs smaller than this per thread run in one piece. Measured on the 2-core machine of
 # docs/results.md: the ECA module on a (128, 64, 8, 8) float32 map (524,288 values) took 0.40 ms in
@@ -51,6 +52,7 @@ MIN_WORK = 1 << 19
 
 _state = {"n": 1, "active": 0, "blas_single": False, "pool": None, "pool_size": 0}
 _lock = threading.Lock()
+_local = threading.local()  # .in_shard: this thread runs one shard of a data-parallel pass (its layers stay serial)
 
 
 def available_cores() -> int:
@@ -218,7 +220,8 @@ def run(fn, items) -> list:
     else the first in order).
     """
     items = list(items)
-    if len(items) <= 1 or _state["n"] <= 1 or threading.current_thread().name.startswith("eca-ref"):
+    if (len(items) <= 1 or _state["n"] <= 1 or getattr(_local, "in_shard", False)
+            or threading.current_thread().name.startswith("eca-ref")):
         return [fn(*item) for item in items]
     pool = _state["pool"]
     # each item runs in a copy of the caller's context: numpy.errstate (a context variable) holds there too
@@ -228,3 +231,102 @@ def run(fn, items) -> list:
     finally:
         wait(futures)  # every item has ended before anything (a result or an exception) goes back
     return [first] + [f.result() for f in futures]
+
+
+# ------------------------------------------------------------------ data parallel: shards of a batch
+
+class AllReduce:
+    """Sums arrays over the n shards of a data-parallel pass (each shard one thread of this process).
+
+    Every shard calls ``reduce(shard, a)`` with its partial sums, in the same sequence of calls; each
+    call returns the sum over the shards, added in shard order (0 + 1 + ...), so every shard gets
+    the same, deterministic result. Batch-norm layers use it for the batch statistics of the whole
+    batch (what PyTorch calls synchronised batch norm).
+
+    Two sets of slots alternate from call to call: a shard can write call k + 2's values only after
+    every shard has passed call k + 1's barrier, that is, has finished reading call k's.
+    """
+
+    def __init__(self, n: int):
+        self.n = check_int(n, "n", min_value=1)
+        self._barrier = threading.Barrier(self.n)
+        self._slots = [[None] * self.n, [None] * self.n]
+        self._calls = [0] * self.n
+
+    def __call__(self, shard: int, a):
+        if self.n == 1:
+            return a
+        slots = self._slots[self._calls[shard] % 2]
+        self._calls[shard] += 1
+        slots[shard] = a
+        self._barrier.wait()  # raises threading.BrokenBarrierError after abort()
+        total = slots[0].copy()
+        for other in slots[1:]:
+            total += other
+        return total
+
+    def for_shard(self, shard: int):
+        """The one-argument reduce function of one shard: ``a -> sum over the shards``."""
+        return lambda a: self(shard, a)
+
+    def abort(self) -> None:
+        """Wake every shard waiting in a call (they raise BrokenBarrierError): one shard has failed."""
+        self._barrier.abort()
+
+
+def shard_count(batch: int, min_per_shard: int) -> int:
+    """Into how many shards a data-parallel pass should cut a batch: num_threads(), at most one per
+    ``min_per_shard`` samples, and 1 inside a shard or a worker thread (no nested pools)."""
+    if getattr(_local, "in_shard", False) or threading.current_thread().name.startswith("eca-ref"):
+        return 1
+    return max(1, min(_state["n"], batch // max(1, min_per_shard)))
+
+
+def run_shards(fn, n: int, *, reducer: AllReduce | None = None) -> list:
+    """[fn(0, reduce_0), ..., fn(n - 1, reduce_{n-1})], every shard on its own thread at the same time.
+
+    ``reduce_i`` is shard i's :class:`AllReduce` function. The layers inside a shard run serially
+    (the shards are the parallel work). A shard that raises aborts the others' reductions, so
+    none waits forever; the first shard's own error (not the BrokenBarrierError it caused) propagates.
+    n = 1 runs fn(0, identity) in the calling thread. ``reducer``: an AllReduce of n shards to use
+    (one that an earlier pass made, e.g. a forward pass whose caches the backward pass reduces with).
+    """
+    if reducer is None:
+        reducer = AllReduce(n)
+    elif reducer.n != n:
+        raise InputError(f"reducer must be an AllReduce of {n} shards, got one of {reducer.n}")
+    if n == 1:
+        return [fn(0, reducer.for_shard(0))]
+    if _state["pool"] is None or _state["pool_size"] < n - 1:
+        _pool(n)
+
+    def shard(i):
+        previous = getattr(_local, "in_shard", False)
+        _local.in_shard = True
+        try:
+            return fn(i, reducer.for_shard(i))
+        except BaseException:
+            reducer.abort()
+            raise
+        finally:
+            _local.in_shard = previous
+
+    pool = _state["pool"]
+    futures = [pool.submit(contextvars.copy_context().run, shard, i) for i in range(1, n)]
+    errors, results = [], []
+    try:
+        results.append(shard(0))
+    except BaseException as exc:  # noqa: BLE001 (re-raised below, after every shard has ended)
+        errors.append(exc)
+    finally:
+        wait(futures)
+    for f in futures:
+        exc = f.exception()
+        if exc is not None:
+            errors.append(exc)
+        else:
+            results.append(f.result())
+    if errors:
+        real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+        raise (real or errors)[0]
+    return results

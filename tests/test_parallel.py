@@ -194,3 +194,120 @@ def test_attention_threaded_equals_serial(name):
         dx3, g3 = v.backward(dout, c3)
     assert np.array_equal(out1, out3) and np.array_equal(dx1, dx3)
     assert set(g1) == set(g3) and all(np.array_equal(g1[k], g3[k]) for k in g1)
+
+
+# ------------------------------------------------------------------ data parallel: shards of a batch
+
+def test_allreduce_sums_in_shard_order_and_aborts():
+    reducer = parallel.AllReduce(3)
+
+    def shard(i, reduce):
+        first = reduce(np.array([1.0, 2.0]) * (i + 1))
+        second = reduce(np.array([10.0 ** i]))
+        return first, second
+
+    results = parallel.run_shards(shard, 3, reducer=reducer)
+    for first, second in results:
+        assert np.array_equal(first, [6.0, 12.0]) and np.array_equal(second, [111.0])
+    with pytest.raises(InputError, match="reducer must be an AllReduce of 2 shards"):
+        parallel.run_shards(shard, 2, reducer=reducer)
+    with pytest.raises(InputError, match="n must be"):
+        parallel.AllReduce(0)
+
+
+def test_a_failing_shard_stops_the_others_and_its_error_propagates():
+    def shard(i, reduce):
+        if i == 1:
+            raise ValueError("shard 1 failed")
+        return reduce(np.ones(2))  # would wait for shard 1 forever without the abort
+
+    done = []
+    worker = threading.Thread(target=lambda: done.append(pytest.raises(ValueError, parallel.run_shards, shard, 2)))
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "run_shards hung on a failed shard"
+    assert "shard 1 failed" in str(done[0].value)
+
+
+def test_shard_count():
+    assert parallel.shard_count(128, 8) == 1  # outside threads()
+    if parallel.blas_control() is None:
+        pytest.skip("NumPy's BLAS threads cannot be set here: threads() stays serial")
+    with parallel.threads(2):
+        assert parallel.shard_count(128, 8) == 2
+        assert parallel.shard_count(15, 8) == 1
+        assert parallel.run_shards(lambda i, reduce: parallel.shard_count(128, 8), 2) == [1, 1]  # no nesting
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_batchnorm_over_shards_equals_whole_batch(shards):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((7, 5, 3, 4)) * 2 + 3
+    dout = rng.standard_normal(x.shape)
+    gamma, beta = rng.uniform(0.5, 2, 5), rng.standard_normal(5)
+    rm, rv = rng.standard_normal(5), rng.uniform(0.5, 2, 5)
+    out1, c1, s1 = batchnorm2d_forward(x, gamma, beta, rm, rv, train=True)
+    dx1, g1 = batchnorm2d_backward(dout, c1)
+    bounds = parallel.split(7, shards)
+
+    def shard(i, reduce):
+        a, b = bounds[i]
+        out, cache, stats = batchnorm2d_forward(x[a:b], gamma, beta, rm, rv, train=True, allreduce=reduce)
+        dx, g = batchnorm2d_backward(dout[a:b], cache)
+        return out, stats, dx, g
+
+    parts = parallel.run_shards(shard, shards)
+    np.testing.assert_allclose(np.concatenate([p[0] for p in parts]), out1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([p[2] for p in parts]), dx1, rtol=1e-11, atol=1e-12)
+    for p in parts:  # every shard has the whole batch's running statistics (unbiased: M = 7 * 12)
+        np.testing.assert_allclose(p[1].mean, s1.mean, rtol=1e-13)
+        np.testing.assert_allclose(p[1].var, s1.var, rtol=1e-13)
+    for k in ("weight", "bias"):  # each shard's share; their sum is the batch's gradient
+        np.testing.assert_allclose(sum(p[3][k] for p in parts), g1[k], rtol=1e-12, atol=1e-12)
+        assert not np.allclose(parts[0][3][k], g1[k])
+
+
+def _model_step(cfg, params, buffers, x, y):
+    logits, cache, new_buffers = resnet_forward(x, params, buffers, cfg, train=True)
+    _, dlogits = softmax_cross_entropy(logits, y)
+    return logits, new_buffers, resnet_backward(dlogits, cache), cache
+
+
+@pytest.mark.parametrize("attention", ["eca", "se", "none"])
+def test_model_over_shards_equals_serial(attention):
+    if parallel.blas_control() is None:
+        pytest.skip("NumPy's BLAS threads cannot be set here: threads() stays serial")
+    from eca_ref.models import attention_gates
+    from eca_ref.models.resnet import ShardedCache
+    cfg = ResNetConfig(depth=8, width=4, attention=attention)
+    rng = np.random.default_rng(8)
+    params, buffers = init_resnet(cfg, rng, dtype=np.float64)
+    x = rng.standard_normal((20, 3, 8, 8))  # 20 images: shards of 10, 7/7/6 (MIN_SHARD = 8 -> 2 shards)
+    y = rng.integers(0, 10, 20)
+    logits1, buf1, grads1, _ = _model_step(cfg, params, buffers, x, y)
+    eval1 = resnet_forward(x, params, buffers, cfg, train=False)[0]
+    gates1 = attention_gates(x, params, buffers, cfg)
+    for n in (2, 3):
+        with parallel.threads(n):
+            logits2, buf2, grads2, cache = _model_step(cfg, params, buffers, x, y)
+            again = _model_step(cfg, params, buffers, x, y)
+            eval2 = resnet_forward(x, params, buffers, cfg, train=False)[0]
+            gates2 = attention_gates(x, params, buffers, cfg)
+        assert isinstance(cache, ShardedCache) and len(cache.caches) == 2
+        np.testing.assert_allclose(logits2, logits1, rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(eval2, eval1, rtol=1e-11, atol=1e-12)
+        for k in buf1:
+            np.testing.assert_allclose(buf2[k], buf1[k], rtol=1e-11, atol=1e-14, err_msg=k)
+        for k in grads1:
+            np.testing.assert_allclose(grads2[k], grads1[k], rtol=1e-9, atol=1e-12, err_msg=k)
+        assert set(gates2) == set(gates1)
+        for k in gates1:
+            np.testing.assert_allclose(gates2[k], gates1[k], rtol=1e-12, err_msg=k)
+        # deterministic: the same shards give the same bits
+        assert np.array_equal(again[0], logits2)
+        assert all(np.array_equal(again[2][k], grads2[k]) for k in grads2)
+
+
+def test_model_backward_refuses_a_foreign_cache():
+    with pytest.raises(InputTypeError, match="cache must be the cache resnet_forward returned"):
+        resnet_backward(np.zeros((2, 10)), {"not": "a cache"})

@@ -38,6 +38,7 @@ class BatchNormCache(NamedTuple):
     inv_std: object  # (C,) 1 / sqrt(var + eps)
     weight: object   # (C,) gamma
     train: bool
+    allreduce: object = None  # the shards' reduce function (synchronised batch norm), or None
 
 
 class RunningStats(NamedTuple):
@@ -59,7 +60,7 @@ def _check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, ch
 
 
 def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bool, momentum: float = 0.1,
-                        eps: float = 1e-5, check_finite: bool = True):
+                        eps: float = 1e-5, check_finite: bool = True, allreduce=None):
     """BatchNorm2d, forward.
 
     Args:
@@ -69,6 +70,10 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         train: batch statistics (True) or running statistics (False).
         momentum, eps: PyTorch's defaults 0.1 and 1e-5.
         check_finite: reject NaN/inf in the inputs (one pass; off in training).
+        allreduce: x is one shard of a batch cut into shards (data parallel, see
+            :func:`eca_ref.parallel.run_shards`): a function that maps this shard's partial sums
+            (a float64 vector) to their sum over every shard. The statistics are then those of the
+            whole batch (synchronised batch norm). None: x is the whole batch.
 
     Shape:
         x: (N, C, H, W) -> out: (N, C, H, W); weight, bias, running_mean, running_var: (C,)
@@ -100,12 +105,22 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
     inv_std = xp.empty(C, dtype=x.dtype)
     mean, var = (xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)) if train else (running_mean, running_var)
 
+    if train and allreduce is not None:  # one shard of the batch: the two-pass statistics of the whole batch
+        sums = allreduce(_with_count(xp.einsum("cnhw->c", x_cm), M))             # (C + 1,) float64
+        M = int(sums[-1])
+        mean[...] = sums[:-1] / M
+        xp.subtract(x_cm, mean[:, None, None, None], out=xc)
+        var[...] = allreduce(_with_count(xp.einsum("cnhw,cnhw->c", xc, xc), 0))[:-1] / M
+        train_stats = False                                                     # done: part() normalises
+    else:
+        train_stats = train
+
     def part(c0, c1):
-        if train:
+        if train_stats:
             mean[c0:c1] = xp.einsum("cnhw->c", x_cm[c0:c1]) / M               # (c,)
             xp.subtract(x_cm[c0:c1], mean[c0:c1, None, None, None], out=xc[c0:c1])
             var[c0:c1] = xp.einsum("cnhw,cnhw->c", xc[c0:c1], xc[c0:c1]) / M  # biased (two-pass: no cancellation)
-        else:
+        elif not train:
             xp.subtract(x_cm[c0:c1], mean[c0:c1, None, None, None], out=xc[c0:c1])
         inv_std[c0:c1] = 1.0 / xp.sqrt(var[c0:c1] + eps)
         # out = gamma xhat + beta = xc * (gamma inv_std) + beta: two passes, xhat itself is never stored
@@ -119,8 +134,17 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         stats = RunningStats(new_mean.astype(x.dtype, copy=False), new_var.astype(x.dtype, copy=False))
     else:
         stats = RunningStats(running_mean, running_var)
-    return (out.transpose(1, 0, 2, 3), BatchNormCache(xc.transpose(1, 0, 2, 3), inv_std, weight, bool(train)),
+    return (out.transpose(1, 0, 2, 3), BatchNormCache(xc.transpose(1, 0, 2, 3), inv_std, weight, bool(train), allreduce),
             stats)
+
+
+def _with_count(sums, count):
+    """(C,) partial sums and this shard's value count -> one float64 (C + 1,) vector to reduce."""
+    xp = get_xp()
+    out = xp.empty(sums.shape[0] + 1, dtype=xp.float64)
+    out[:-1] = sums
+    out[-1] = count
+    return out
 
 
 def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = False):
@@ -134,6 +158,10 @@ def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = 
 
     Shape:
         dout: (N, C, H, W) -> dx: (N, C, H, W); grads["weight"], grads["bias"]: (C,)
+
+    With a forward ``allreduce`` (x was one shard of the batch), the sums the gradient needs are
+    reduced over the shards the same way, and grads holds this shard's share of the parameter
+    gradients (sum them over the shards, like every other parameter's).
 
     Returns:
         (dx, grads)
@@ -150,16 +178,29 @@ def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = 
     dweight = xp.empty(C, dtype=dout.dtype)
     dx = d_cm if overwrite_dout else xp.empty((C, N, H, W), dtype=dout.dtype)
 
+    sync = cache.train and cache.allreduce is not None
+    if sync:  # one shard: this shard's sums (its grads), and the whole batch's (for dx)
+        dbias[...] = xp.einsum("cnhw->c", d_cm)
+        dweight[...] = xp.einsum("cnhw,cnhw->c", d_cm, xc_cm) * inv_std
+        local = xp.empty(2 * C + 1, dtype=xp.float64)
+        local[:C], local[C:2 * C], local[-1] = dbias, dweight, M
+        total = cache.allreduce(local)
+        M = int(total[-1])
+        dbias_all, dweight_all = total[:C].astype(dout.dtype), total[C:2 * C].astype(dout.dtype)
+    else:
+        dbias_all, dweight_all = dbias, dweight  # filled by part() below
+
     def part(c0, c1):  # a range of channels (one per thread inside parallel.threads)
         d, xcc, sc = d_cm[c0:c1], xc_cm[c0:c1], scale[c0:c1, None, None, None]
-        dbias[c0:c1] = xp.einsum("cnhw->c", d)                                    # (c,)
-        dweight[c0:c1] = xp.einsum("cnhw,cnhw->c", d, xcc) * inv_std[c0:c1]      # (c,) = sum dout * xhat
+        if not sync:
+            dbias[c0:c1] = xp.einsum("cnhw->c", d)                                # (c,)
+            dweight[c0:c1] = xp.einsum("cnhw,cnhw->c", d, xcc) * inv_std[c0:c1]  # (c,) = sum dout * xhat
         xp.multiply(d, sc, out=dx[c0:c1])
         if cache.train:
             # dx = scale (dout - dbias / M - xhat dweight / M) with xhat = xc inv_std, as
             # dx = scale dout + a xc + b per channel: three passes over memory
-            a = -scale[c0:c1] * inv_std[c0:c1] * dweight[c0:c1] / M              # (c,)
-            b = -scale[c0:c1] * dbias[c0:c1] / M                                 # (c,)
+            a = -scale[c0:c1] * inv_std[c0:c1] * dweight_all[c0:c1] / M          # (c,)
+            b = -scale[c0:c1] * dbias_all[c0:c1] / M                             # (c,)
             t = xp.multiply(xcc, a[:, None, None, None])
             t += b[:, None, None, None]
             dx[c0:c1] += t
