@@ -305,24 +305,45 @@ def _relu_inplace(a):
     return a
 
 
-def _relu_backward_inplace(da, a):
-    """da * (a > 0), written into da (the same math as functional.activations.relu_backward)."""
+def _is_channel_major(a) -> bool:
+    """(N, C, H, W) with channel-major contiguous memory (each channel one block)?"""
+    return a.transpose(1, 0, 2, 3).flags.c_contiguous
+
+
+def _own_channel_major(a):
+    """Where a result of a (N, C, H, W) operation on ``a`` goes: a itself when it is channel-major
+    contiguous (an array this pass owns), else a new channel-major array. A stride-1 convolution's
+    gradient is a cropped view (rows of W among W + 2 p values), over which NumPy runs several times
+    slower than over whole blocks: the first operation on it writes its result into a fresh block."""
     xp = get_xp()
+    if _is_channel_major(a):
+        return a
+    N, C, H, W = a.shape
+    return xp.empty((C, N, H, W), dtype=a.dtype).transpose(1, 0, 2, 3)
+
+
+def _relu_backward_owned(da, a):
+    """da * (a > 0), in da's memory where it is a block (the same math as functional.activations.relu_backward)."""
+    xp = get_xp()
+    out = _own_channel_major(da)
 
     def part(c0, c1):
-        xp.multiply(da[:, c0:c1], a[:, c0:c1] > 0, out=da[:, c0:c1])
+        xp.multiply(da[:, c0:c1], a[:, c0:c1] > 0, out=out[:, c0:c1])
 
     parallel.over_channels(part, da)
-    return da
+    return out
 
 
-def _add_inplace(a, b):
-    """a += b (a is an array this pass owns), split over channels like the layers."""
+def _add_owned(a, b):
+    """a + b, in a's memory where it is a block (a is an array this pass owns), split over channels."""
+    xp = get_xp()
+    out = _own_channel_major(a)
+
     def part(c0, c1):
-        a[:, c0:c1] += b[:, c0:c1]
+        xp.add(a[:, c0:c1], b[:, c0:c1], out=out[:, c0:c1])
 
     parallel.over_channels(part, a)
-    return a
+    return out
 
 
 def _channel_major(a):
@@ -369,7 +390,7 @@ def _forward(x, params, buffers, cfg, train, gates=None, allreduce=None):
             s, sc_bn = _bn(s, params, buffers, p + ".shortcut.bn", train, new_buffers, allreduce)
         else:
             s = h
-        _add_inplace(o, s)  # the residual addition (o is this block's own array)
+        o = _add_owned(o, s)  # the residual addition (o is this block's own array)
         h = r2 = _relu_inplace(o)
         blocks.append(BlockCache(c1, b1, r1, c2, b2, ac, sc_conv, sc_bn, r2))
     y, gap = gap_forward(h, check_finite=False)                                      # (N, 4w)
@@ -475,7 +496,7 @@ def _backward(dlogits, cache: ResNetCache) -> dict:
     specs = block_specs(cfg)
     for spec, bc in zip(reversed(specs), reversed(cache.blocks)):
         p = spec.name
-        do = _relu_backward_inplace(dh, bc.relu2)
+        do = _relu_backward_owned(dh, bc.relu2)
         if spec.projection:
             ds, g = batchnorm2d_backward(do, bc.sc_bn)
             grads[p + ".shortcut.bn.weight"], grads[p + ".shortcut.bn.bias"] = g["weight"], g["bias"]
@@ -492,14 +513,13 @@ def _backward(dlogits, cache: ResNetCache) -> dict:
         grads[p + ".bn2.weight"], grads[p + ".bn2.bias"] = g["weight"], g["bias"]
         do, g = conv2d_backward(do, bc.conv2)
         grads[p + ".conv2.weight"] = g["weight"]
-        do = _relu_backward_inplace(do, bc.relu1)
+        do = _relu_backward_owned(do, bc.relu1)
         do, g = batchnorm2d_backward(do, bc.bn1, overwrite_dout=True)
         grads[p + ".bn1.weight"], grads[p + ".bn1.bias"] = g["weight"], g["bias"]
         do, g = conv2d_backward(do, bc.conv1)
         grads[p + ".conv1.weight"] = g["weight"]
-        _add_inplace(do, ds)  # both paths into the block's input
-        dh = do
-    dh = _relu_backward_inplace(dh, cache.stem_relu)
+        dh = _add_owned(do, ds)  # both paths into the block's input
+    dh = _relu_backward_owned(dh, cache.stem_relu)
     dh, g = batchnorm2d_backward(dh, cache.stem_bn, overwrite_dout=True)
     grads["stem.bn.weight"], grads["stem.bn.bias"] = g["weight"], g["bias"]
     _, g = conv2d_backward(dh, cache.stem_conv, input_grad=False)  # no gradient for the images
