@@ -39,6 +39,7 @@ class BatchNormCache(NamedTuple):
     weight: object   # (C,) gamma
     train: bool
     allreduce: object = None  # the shards' reduce function (synchronised batch norm), or None
+    shift: object = None      # (C,) with allreduce: x - mean = xc + shift (xc is centred on the shard's mean)
 
 
 class RunningStats(NamedTuple):
@@ -105,13 +106,28 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
     inv_std = xp.empty(C, dtype=x.dtype)
     mean, var = (xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)) if train else (running_mean, running_var)
 
-    if train and allreduce is not None:  # one shard of the batch: the two-pass statistics of the whole batch
+    shift = None
+    if train and allreduce is not None:
+        # One shard of the batch: the statistics of the whole batch from one reduction. Each shard
+        # centres its values on its own mean m_i (two-pass, in its dtype) and sends its sum, its
+        # sum of squares about m_i plus n_i m_i^2, and n_i (float64); then mean = sum / M and
+        # var = (sum_i (M2_i + n_i m_i^2) - M mean^2) / M (Chan et al.'s pairwise combination, in
+        # float64). xc stays centred on m_i: shift = m_i - mean is folded into beta here and into
+        # the backward's sums, so no pass over the data is added.
         xp.copyto(xc, x_cm)                                                     # contiguous (see part() below)
-        sums = allreduce(_with_count(xp.einsum("cnhw->c", xc), M))               # (C + 1,) float64
-        M = int(sums[-1])
-        mean[...] = sums[:-1] / M
-        xc -= mean[:, None, None, None]
-        var[...] = allreduce(_with_count(xp.einsum("cnhw,cnhw->c", xc, xc), 0))[:-1] / M
+        local_sum = xp.einsum("cnhw->c", xc)                                     # (C,)
+        local_mean = local_sum / M
+        xc -= local_mean[:, None, None, None]
+        vec = xp.empty(2 * C + 1, dtype=xp.float64)
+        vec[:C] = local_sum
+        vec[C:2 * C] = xp.einsum("cnhw,cnhw->c", xc, xc) + M * local_mean.astype(xp.float64) ** 2
+        vec[-1] = M
+        total = allreduce(vec)
+        M = int(total[-1])
+        mean64 = total[:C] / M
+        mean[...] = mean64
+        var[...] = xp.maximum(total[C:2 * C] / M - mean64 ** 2, 0.0)
+        shift = (local_mean - mean64).astype(x.dtype)                           # (C,) m_i - mean
         train_stats = False                                                     # done: part() normalises
     else:
         train_stats = train
@@ -135,8 +151,10 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
             xp.subtract(x_cm[c0:c1], mean[c0:c1, None, None, None], out=xc[c0:c1])
         inv_std[c0:c1] = 1.0 / xp.sqrt(var[c0:c1] + eps)
         # out = gamma xhat + beta = xc * (gamma inv_std) + beta: two passes, xhat itself is never stored
-        xp.multiply(xc[c0:c1], (weight[c0:c1] * inv_std[c0:c1])[:, None, None, None], out=out[c0:c1])
-        out[c0:c1] += bias[c0:c1, None, None, None]
+        sc = weight[c0:c1] * inv_std[c0:c1]
+        xp.multiply(xc[c0:c1], sc[:, None, None, None], out=out[c0:c1])
+        beta = bias[c0:c1] if shift is None else bias[c0:c1] + shift[c0:c1] * sc  # xhat = (xc + shift) inv_std
+        out[c0:c1] += beta[:, None, None, None]
 
     parallel.run(part, parallel.split(C, work=x.size))
     if train:
@@ -145,7 +163,8 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         stats = RunningStats(new_mean.astype(x.dtype, copy=False), new_var.astype(x.dtype, copy=False))
     else:
         stats = RunningStats(running_mean, running_var)
-    return (out.transpose(1, 0, 2, 3), BatchNormCache(xc.transpose(1, 0, 2, 3), inv_std, weight, bool(train), allreduce),
+    return (out.transpose(1, 0, 2, 3), BatchNormCache(xc.transpose(1, 0, 2, 3), inv_std, weight, bool(train), allreduce,
+                                                   shift),
             stats)
 
 
@@ -192,7 +211,8 @@ def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = 
     sync = cache.train and cache.allreduce is not None
     if sync:  # one shard: this shard's sums (its grads), and the whole batch's (for dx)
         dbias[...] = xp.einsum("cnhw->c", d_cm)
-        dweight[...] = xp.einsum("cnhw,cnhw->c", d_cm, xc_cm) * inv_std
+        # sum dout xhat with xhat = (xc + shift) inv_std (xc is centred on the shard's own mean)
+        dweight[...] = (xp.einsum("cnhw,cnhw->c", d_cm, xc_cm) + cache.shift * dbias) * inv_std
         local = xp.empty(2 * C + 1, dtype=xp.float64)
         local[:C], local[C:2 * C], local[-1] = dbias, dweight, M
         total = cache.allreduce(local)
@@ -212,6 +232,8 @@ def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = 
             # dx = scale dout + a xc + b per channel: three passes over memory
             a = -scale[c0:c1] * inv_std[c0:c1] * dweight_all[c0:c1] / M          # (c,)
             b = -scale[c0:c1] * dbias_all[c0:c1] / M                             # (c,)
+            if sync:
+                b = b + a * cache.shift[c0:c1]                                   # a (xc + shift) + b
             t = xp.multiply(xcc, a[:, None, None, None])
             t += b[:, None, None, None]
             dx[c0:c1] += t
