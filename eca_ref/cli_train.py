@@ -195,22 +195,24 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, tune_malloc, 
 @click.argument("run_dir", type=click.Path())
 @click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: average the logits of each image and its mirror.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_threads_option
-def evaluate_cmd(run_dir, data_dir, limit, as_json, threads):
+def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads):
     """Test accuracy, per-class accuracy and the confusion matrix of a saved run."""
     from eca_ref import parallel
     from eca_ref.train.evaluate import evaluate_run
 
     with parallel.threads(threads):
-        r = evaluate_run(run_dir, data_dir=data_dir, limit=limit)
+        r = evaluate_run(run_dir, data_dir=data_dir, limit=limit, tta=tta)
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=1))
         return
     console = Console(highlight=False, soft_wrap=True)
     c = r.config
     console.print(f"{r.run_dir}: {c['attention']}-ResNet-{c['depth']} width {c['width']}, epoch {r.epoch}/{c['epochs']}; "
-                  f"test accuracy [bold]{r.accuracy:.2%}[/bold] on {r.n:,} images (loss {r.loss:.4f})")
+                  f"test accuracy [bold]{r.accuracy:.2%}[/bold] on {r.n:,} images (loss {r.loss:.4f})"
+                  f"{'; logits averaged with the mirror images (--tta)' if r.tta else ''}")
     per = Table(title="Per-class accuracy")
     per.add_column("class")
     per.add_column("accuracy", justify="right")

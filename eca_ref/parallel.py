@@ -1,17 +1,27 @@
-"""Work split over CPU threads inside one layer (opt-in; off by default).
+"""Work split over CPU threads (opt-in; off by default).
 
 A training step of the tiny ResNet is a few hundred array operations on small arrays: matrix
 products with 16-64 rows and element-wise passes over a few MB. A multithreaded BLAS gains
 little on such products (on a 2-core machine the step got *slower* with a second OpenBLAS
 thread), and NumPy's element-wise operations run on one core. So eca-ref splits the work
-itself: inside :func:`threads`, the convolution hands its chunks of im2col columns, and
-batch-norm, ReLU and the residual additions hand ranges of channels, to a small pool of Python
-threads; NumPy releases the GIL inside these operations, so the threads run at the same time.
-BLAS is set to one thread meanwhile (each of our threads calls it with a share of the work).
+itself, in two ways, inside :func:`threads`. NumPy releases the GIL inside its operations, so
+the Python threads run at the same time; BLAS is set to one thread meanwhile.
 
-Every result is bit-identical to the serial one except the weight gradient of a convolution,
-whose chunk sums are added in a different order (float rounding only; the gradient checks
-pass either way).
+1. **Shards of a batch (data parallel; what the model does).** ``resnet_forward`` cuts a batch
+   into one shard per thread (:func:`shard_count`, :func:`run_shards`); each thread runs the whole
+   network on its shard, every layer serially. Batch-norm layers sum their statistics over the
+   shards through an :class:`AllReduce` (synchronised batch norm: the statistics of the whole
+   batch, as without shards), and the backward pass sums the shards' parameter gradients. One
+   hand-over per pass instead of a few hundred: a default training step took 158-166 ms this
+   way against 171-187 ms with the layers split (2 cores, docs/results.md).
+2. **Inside one layer.** Called on their own (not in a shard), the convolution hands its chunks
+   of im2col columns, and batch-norm, ReLU, the residual additions and the attention module hand
+   ranges of channels, to the threads (:func:`run`, :func:`split`, :func:`over_channels`).
+
+Results differ from the serial ones by float rounding only: a convolution's weight gradient sums
+its chunks in another order, and with shards every sum over the batch is added in another order
+(the tests compare threaded and serial results in float64). For one thread count the results are
+deterministic: sums over threads and shards are always added in the same order.
 
 ::
 

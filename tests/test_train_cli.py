@@ -156,6 +156,11 @@ def test_evaluate(straight, data_dir):
     assert r.exit_code == 0
     d = json.loads(r.stdout)
     assert d["n"] == 20 and sum(map(sum, d["confusion"])) == 20 and set(d["per_class"]) >= {"cat", "truck"}
+    assert d["tta"] is False
+    r = run("evaluate", straight[0], "--data-dir", data_dir, "--tta")
+    assert r.exit_code == 0 and "mirror images (--tta)" in r.stdout
+    r = run("evaluate", straight[0], "--data-dir", data_dir, "--tta", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["tta"] is True
 
 
 def test_ablate(data_dir, tmp_path):

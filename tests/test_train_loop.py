@@ -5,7 +5,7 @@ import signal
 import numpy as np
 import pytest
 
-from eca_ref.errors import CheckpointError, InputError
+from eca_ref.errors import CheckpointError, InputError, InputTypeError
 from eca_ref.train.checkpoint import load_checkpoint
 from eca_ref.train.loop import TrainConfig, resume, train
 
@@ -181,6 +181,27 @@ def test_evaluate_and_confusion(straight, data_dir):
     rng = np.random.default_rng(0)
     t, p = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
     assert np.array_equal(confusion_matrix(t, p, 10), confusion_matrix_loop(t, p, 10))
+
+
+def test_flip_tta_is_the_mean_of_the_logits_of_image_and_mirror(straight, data_dir):
+    from eca_ref.data import load_cifar10, resolve_root
+    from eca_ref.train import predict
+    from eca_ref.train.evaluate import evaluate_run, load_run
+    run = load_run(straight.run_dir)
+    images, labels = load_cifar10(resolve_root(data_dir), split="test")
+    args = (run.params, run.buffers, run.model_config)
+    plain = predict(*args, images, run.mean, run.std, batch_size=7)
+    mirrored = predict(*args, np.ascontiguousarray(images[..., ::-1]), run.mean, run.std)
+    both = predict(*args, images, run.mean, run.std, batch_size=7, tta=True)
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both, plain)
+    symmetric = np.concatenate([images[..., :16], images[..., :16][..., ::-1]], axis=-1)  # mirror-symmetric
+    np.testing.assert_allclose(predict(*args, symmetric, run.mean, run.std, tta=True),
+                               predict(*args, symmetric, run.mean, run.std), rtol=1e-5, atol=1e-6)
+    r = evaluate_run(straight.run_dir, data_dir=data_dir, tta=True)
+    assert r.tta and r.accuracy == pytest.approx(float((both.argmax(axis=1) == labels).mean()))
+    with pytest.raises(InputTypeError, match="tta must be True or False"):
+        evaluate_run(straight.run_dir, data_dir=data_dir, tta="yes")
 
 
 def test_ablate(data_dir, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np  # host-side counting only
 
-from eca_ref.errors import CheckpointError, InputError
+from eca_ref.errors import CheckpointError, InputError, InputTypeError
 from eca_ref.train.checkpoint import load_checkpoint
 from eca_ref.train.loop import EVAL_BATCH, TrainConfig, evaluate_arrays
 from eca_ref.validation import check_int
@@ -46,11 +46,12 @@ class EvalResult:
     confusion: np.ndarray     # (classes, classes), row = true, column = predicted
     epoch: int
     config: dict
+    tta: bool = False         # logits averaged over each image and its mirror image
 
     def to_dict(self) -> dict:
         return {"run_dir": str(self.run_dir), "n": self.n, "loss": self.loss, "accuracy": self.accuracy,
                 "class_names": list(self.class_names), "per_class": dict(self.per_class),
-                "confusion": self.confusion.tolist(), "epoch": self.epoch, "config": self.config}
+                "confusion": self.confusion.tolist(), "epoch": self.epoch, "config": self.config, "tta": self.tta}
 
 
 @dataclass
@@ -104,20 +105,24 @@ def load_test_split(data_dir, limit, num_classes):
     return images, labels, names
 
 
-def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size: int = EVAL_BATCH) -> EvalResult:
+def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size: int = EVAL_BATCH,
+                 tta: bool = False) -> EvalResult:
     """Load the checkpoint in ``run_dir`` and evaluate it on the test split (all of it, or the
-    first ``limit`` images). The normalisation is the one the run was trained with."""
+    first ``limit`` images). The normalisation is the one the run was trained with. ``tta``:
+    average the logits of each image and its mirror image (see :func:`eca_ref.train.predict`)."""
     check_int(batch_size, "batch_size", min_value=1)
+    if not isinstance(tta, bool):
+        raise InputTypeError(f"tta must be True or False, got {tta!r}")
     run = load_run(run_dir)
     cfg, mcfg, params, buffers, mean, std = run.config, run.model_config, run.params, run.buffers, run.mean, run.std
     images, labels, names = load_test_split(data_dir, limit, mcfg.num_classes)
     run_dir = run.run_dir
     try:
-        ev = evaluate_arrays(params, buffers, mcfg, images, labels, mean, std, batch_size=batch_size)
+        ev = evaluate_arrays(params, buffers, mcfg, images, labels, mean, std, batch_size=batch_size, tta=tta)
     except KeyError as exc:
         raise CheckpointError(f"{run_dir}: checkpoint lacks weight {exc} of the saved model config") from None
     cm = confusion_matrix(labels, ev["pred"], mcfg.num_classes)
     support = cm.sum(axis=1)
     per_class = {names[i]: (float(cm[i, i] / support[i]) if support[i] else float("nan")) for i in range(len(names))}
     return EvalResult(run_dir=run_dir, n=int(len(labels)), loss=ev["loss"], accuracy=ev["acc"], class_names=names,
-                      per_class=per_class, confusion=cm, epoch=run.epoch, config=cfg.to_dict())
+                      per_class=per_class, confusion=cm, epoch=run.epoch, config=cfg.to_dict(), tta=tta)

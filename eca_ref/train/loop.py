@@ -41,7 +41,7 @@ import numpy as np
 
 from eca_ref import parallel
 from eca_ref.backend import asnumpy, get_xp
-from eca_ref.errors import CheckpointError, InputError
+from eca_ref.errors import CheckpointError, InputError, InputTypeError
 from eca_ref.train.checkpoint import (
     has_checkpoint,
     json_safe,
@@ -204,11 +204,15 @@ def load_data(cfg: TrainConfig, data_dir=None, *, mean=None, std=None) -> _Data:
 
 
 def predict(params: dict, buffers: dict, model_cfg, images: np.ndarray, mean, std, *,
-            batch_size: int = EVAL_BATCH) -> np.ndarray:
+            batch_size: int = EVAL_BATCH, tta: bool = False) -> np.ndarray:
     """Logits ``(N, num_classes)`` float32 of the model in eval mode (running BN statistics).
 
     ``images`` is uint8 ``(N, 3, 32, 32)``; it is normalised with ``mean`` and ``std`` batch by batch.
+    ``tta``: test-time augmentation by horizontal flip: the mean of the logits of each image and of
+    its mirror image (the flip is one of the training augmentations; twice the cost).
     """
+    if not isinstance(tta, bool):
+        raise InputTypeError(f"tta must be True or False, got {tta!r}")
     from eca_ref.data import iterate_batches
     from eca_ref.models import resnet_forward
 
@@ -217,13 +221,17 @@ def predict(params: dict, buffers: dict, model_cfg, images: np.ndarray, mean, st
     for x, _ in iterate_batches(images, labels, batch_size, rng=None, shuffle=False, augment=False,
                                 mean=mean, std=std, drop_last=False):
         logits, _, _ = resnet_forward(x, params, buffers, model_cfg, train=False)   # (B, classes)
+        if tta:
+            mirrored, _, _ = resnet_forward(x[..., ::-1], params, buffers, model_cfg, train=False)
+            logits = (logits + mirrored) * 0.5
         out.append(asnumpy(logits))
     return np.concatenate(out, axis=0) if out else np.zeros((0, model_cfg.num_classes), np.float32)
 
 
-def evaluate_arrays(params, buffers, model_cfg, images, labels, mean, std, *, batch_size=EVAL_BATCH) -> dict:
-    """Test loss (plain cross-entropy), accuracy and predictions on ``images``."""
-    logits = predict(params, buffers, model_cfg, images, mean, std, batch_size=batch_size).astype(np.float64)
+def evaluate_arrays(params, buffers, model_cfg, images, labels, mean, std, *, batch_size=EVAL_BATCH,
+                    tta: bool = False) -> dict:
+    """Test loss (plain cross-entropy), accuracy and predictions on ``images`` (``tta``: see :func:`predict`)."""
+    logits = predict(params, buffers, model_cfg, images, mean, std, batch_size=batch_size, tta=tta).astype(np.float64)
     z = logits - logits.max(axis=1, keepdims=True)                         # (N, classes)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     loss = float(-logp[np.arange(len(labels)), labels].mean()) if len(labels) else float("nan")
