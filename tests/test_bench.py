@@ -88,3 +88,23 @@ def test_gemm_floor_script(capsys):
     # at least one chunk product each
     n = int(out.split(" matrix products")[0].split()[-1])
     assert n >= 9 + 9 + 8 and "products" in out and "rest" in out
+
+
+def test_layers_script(capsys):
+    pytest.importorskip("torch")
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_layers.py"
+    spec = importlib.util.spec_from_file_location("bench_layers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from eca_ref.models import ResNetConfig
+    counts = mod.layer_counts(ResNetConfig(depth=14, width=4))
+    # depth 14: stem + 6 blocks x 2 convs + 2 projections; BN after each of them
+    assert sum(n for key, n in counts.items() if key[0] == "conv") == 1 + 12 + 2
+    assert sum(n for key, n in counts.items() if key[0] == "bn") == 1 + 12 + 2
+    assert counts[("conv", 4, 4, 32, 3, 1)] == 4 and counts[("conv", 8, 16, 16, 1, 2)] == 1
+    mod.main(["--width", "2", "--batch", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert out.count("conv ") >= 7 and "all conv layers of one step" in out and "all bn layers" in out
