@@ -88,7 +88,7 @@ class RichReporter:
 
 def _threads_option(f):
     return click.option("--threads", type=int, default=None,
-                        help="CPU threads the layers split their work over [default: every available core].")(f)
+                        help="CPU threads: a batch runs as one shard per thread [default: every available core].")(f)
 
 
 def _malloc_option(f):

@@ -390,7 +390,7 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
             ``on_epoch_start(epoch, epochs, n_batches, first_batch)``,
             ``on_batch(epoch, batch, n_batches, loss, acc, images_per_s, lr)``,
             ``on_epoch_end(metrics)``; used by the CLI for the progress bar.
-        threads: CPU threads the layers split their work over (see :mod:`eca_ref.parallel`);
+        threads: CPU threads; each batch runs as one shard per thread (see :mod:`eca_ref.parallel`);
             None: every available core. The same seed and thread count give bit-identical weights.
     """
     from eca_ref.models import init_resnet
