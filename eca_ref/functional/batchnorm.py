@@ -108,25 +108,24 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
 
     shift = None
     if train and allreduce is not None:
-        # One shard of the batch: the statistics of the whole batch from one reduction. Each shard
-        # centres its values on its own mean m_i (two-pass, in its dtype) and sends its sum, its
-        # sum of squares about m_i plus n_i m_i^2, and n_i (float64); then mean = sum / M and
-        # var = (sum_i (M2_i + n_i m_i^2) - M mean^2) / M (Chan et al.'s pairwise combination, in
-        # float64). xc stays centred on m_i: shift = m_i - mean is folded into beta here and into
-        # the backward's sums, so no pass over the data is added.
+        # One shard of the batch: the statistics of the whole batch. Each shard centres its values
+        # on its own mean m_i (two-pass, in its dtype: M2_i = sum (x - m_i)^2); the whole batch's
+        # M2 = sum_i [M2_i + n_i (m_i - mean)^2] (Chan et al.'s combination of partial variances,
+        # no cancellation). Two reductions of per-channel float64 vectors (sums and counts, then
+        # the M2 terms), no extra pass over the data: xc stays centred on m_i, and
+        # shift = m_i - mean is folded into beta here and into the backward's sums.
         xp.copyto(xc, x_cm)                                                     # contiguous (see part() below)
         local_sum = xp.einsum("cnhw->c", xc)                                     # (C,)
         local_mean = local_sum / M
         xc -= local_mean[:, None, None, None]
-        vec = xp.empty(2 * C + 1, dtype=xp.float64)
-        vec[:C] = local_sum
-        vec[C:2 * C] = xp.einsum("cnhw,cnhw->c", xc, xc) + M * local_mean.astype(xp.float64) ** 2
-        vec[-1] = M
+        vec = xp.empty(C + 1, dtype=xp.float64)
+        vec[:C], vec[-1] = local_sum, M
         total = allreduce(vec)
-        M = int(total[-1])
+        n_i, M = M, int(total[-1])
         mean64 = total[:C] / M
+        m2 = xp.einsum("cnhw,cnhw->c", xc, xc) + n_i * (local_mean.astype(xp.float64) - mean64) ** 2
         mean[...] = mean64
-        var[...] = xp.maximum(total[C:2 * C] / M - mean64 ** 2, 0.0)
+        var[...] = allreduce(m2) / M
         shift = (local_mean - mean64).astype(x.dtype)                           # (C,) m_i - mean
         train_stats = False                                                     # done: part() normalises
     else:
@@ -166,15 +165,6 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
     return (out.transpose(1, 0, 2, 3), BatchNormCache(xc.transpose(1, 0, 2, 3), inv_std, weight, bool(train), allreduce,
                                                    shift),
             stats)
-
-
-def _with_count(sums, count):
-    """(C,) partial sums and this shard's value count -> one float64 (C + 1,) vector to reduce."""
-    xp = get_xp()
-    out = xp.empty(sums.shape[0] + 1, dtype=xp.float64)
-    out[:-1] = sums
-    out[-1] = count
-    return out
 
 
 def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = False):
