@@ -222,6 +222,11 @@ def over_channels(fn, a) -> list:
     return run(fn, split(a.shape[1], work=a.size))
 
 
+def _inside_parallel_work() -> bool:
+    """True in a shard or a pool worker: what runs there stays serial (no nested hand-overs)."""
+    return getattr(_local, "in_shard", False) or threading.current_thread().name.startswith("eca-ref")
+
+
 def run(fn, items) -> list:
     """[fn(*item) for item in items], the items spread over the threads; results in order.
 
@@ -230,8 +235,7 @@ def run(fn, items) -> list:
     else the first in order).
     """
     items = list(items)
-    if (len(items) <= 1 or _state["n"] <= 1 or getattr(_local, "in_shard", False)
-            or threading.current_thread().name.startswith("eca-ref")):
+    if len(items) <= 1 or _state["n"] <= 1 or _inside_parallel_work():
         return [fn(*item) for item in items]
     pool = _state["pool"]
     # each item runs in a copy of the caller's context: numpy.errstate (a context variable) holds there too
@@ -287,7 +291,7 @@ class AllReduce:
 def shard_count(batch: int, min_per_shard: int) -> int:
     """Into how many shards a data-parallel pass should cut a batch: num_threads(), at most one per
     ``min_per_shard`` samples, and 1 inside a shard or a worker thread (no nested pools)."""
-    if getattr(_local, "in_shard", False) or threading.current_thread().name.startswith("eca-ref"):
+    if _inside_parallel_work():
         return 1
     return max(1, min(_state["n"], batch // max(1, min_per_shard)))
 

@@ -312,7 +312,7 @@ def _is_channel_major(a) -> bool:
 
 def _own_channel_major(a):
     """Where a result of a (N, C, H, W) operation on ``a`` goes: a itself when it is channel-major
-    contiguous (an array this pass owns), else a new channel-major array. A stride-1 convolution's
+    contiguous (an array this pass owns), else a new channel-major array. A convolution's input
     gradient is a cropped view (rows of W among W + 2 p values), over which NumPy runs several times
     slower than over whole blocks: the first operation on it writes its result into a fresh block."""
     xp = get_xp()
@@ -403,8 +403,8 @@ def _forward(x, params, buffers, cfg, train, gates=None, allreduce=None):
 # Data parallel: inside parallel.threads(n) a batch is cut into n shards of at least MIN_SHARD images,
 # each run through the whole network by its own thread, with the batch-norm statistics summed over
 # the shards (synchronised batch norm: the same math as one batch) and the gradients summed at the
-# end. Measured on 2 cores (docs/results.md): a default training step took 157 ms as two shards of 64
-# against 187 ms with every layer split over the threads (many short hand-overs, serial bits in between).
+# end. Measured on 2 cores (eca-ref bench, docs/results.md): a default training step took 158 ms as two
+# shards of 64 against 187 ms with every layer split over the threads (many short hand-overs, serial bits).
 MIN_SHARD = 8
 
 
