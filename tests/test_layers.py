@@ -26,6 +26,13 @@ CONV_CASES = [
     (2, 3, 6, 7, 2, 3, 3, 3, 2),
     (1, 2, 4, 4, 2, 1, 1, 1, 0),
     (2, 2, 5, 6, 3, 3, 1, 1, 1),
+    (2, 3, 8, 8, 4, 3, 3, 2, 0),     # stride 2 without padding: the last phase row/column unused
+    (2, 2, 9, 7, 3, 5, 5, 2, 2),     # two taps per phase and direction
+    (2, 2, 6, 5, 3, 2, 2, 2, 0),     # kernel = stride: every phase one tap
+    (1, 2, 7, 8, 2, 2, 3, 3, 1),     # kernel narrower than the stride: x values no tap reads get dx = 0
+    (2, 2, 1, 3, 2, 1, 1, 2, 0),     # a phase with no rows of x at all
+    (2, 2, 5, 5, 3, 3, 1, 2, 1),
+    (1, 2, 3, 3, 2, 1, 1, 1, 1),     # padding >= kernel at stride 1 (the phase layout with s = 1)
 ]
 
 
