@@ -26,13 +26,13 @@ CONV_CASES = [
     (2, 3, 6, 7, 2, 3, 3, 3, 2),
     (1, 2, 4, 4, 2, 1, 1, 1, 0),
     (2, 2, 5, 6, 3, 3, 1, 1, 1),
-    (2, 3, 8, 8, 4, 3, 3, 2, 0),     # stride 2 without padding: the last phase row/column unused
-    (2, 2, 9, 7, 3, 5, 5, 2, 2),     # two taps per phase and direction
-    (2, 2, 6, 5, 3, 2, 2, 2, 0),     # kernel = stride: every phase one tap
-    (1, 2, 7, 8, 2, 2, 3, 3, 1),     # kernel narrower than the stride: x values no tap reads get dx = 0
-    (2, 2, 1, 3, 2, 1, 1, 2, 0),     # a phase with no rows of x at all
+    (2, 3, 8, 8, 4, 3, 3, 2, 0),     # stride 2 without padding: x's last row and column in no window
+    (2, 2, 9, 7, 3, 5, 5, 2, 2),     # 5x5 at stride 2: windows overlap by 3
+    (2, 2, 6, 5, 3, 2, 2, 2, 0),     # kernel = stride: windows touch, never overlap
+    (1, 2, 7, 8, 2, 2, 3, 3, 1),     # kernel narrower than the stride: x values no window reads get dx = 0
+    (2, 2, 1, 3, 2, 1, 1, 2, 0),     # a one-row image at stride 2
     (2, 2, 5, 5, 3, 3, 1, 2, 1),
-    (1, 2, 3, 3, 2, 1, 1, 1, 1),     # padding >= kernel at stride 1 (the phase layout with s = 1)
+    (1, 2, 3, 3, 2, 1, 1, 1, 1),     # padding >= kernel at stride 1 (exact columns and col2im)
 ]
 
 

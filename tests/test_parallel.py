@@ -105,7 +105,7 @@ def test_run_uses_the_threads_keeps_order_and_raises():
 CONV_CASES = [((3, 4, 9, 7), (5, 4, 3, 3), 1, 1), ((2, 3, 8, 8), (4, 3, 3, 3), 2, 1),
               ((2, 6, 7, 5), (3, 6, 1, 1), 2, 0), ((3, 2, 6, 6), (4, 2, 3, 3), 1, 0),
               ((2, 4, 9, 9), (3, 4, 5, 5), 1, 2), ((2, 6, 9, 8), (4, 6, 3, 3), 2, 1),
-              ((2, 5, 10, 9), (3, 5, 5, 5), 3, 2)]  # phases, col2im split over channels
+              ((2, 5, 10, 9), (3, 5, 5, 5), 3, 2)]  # strides 2 and 3: col2im over image chunks
 
 
 @pytest.mark.parametrize("xs, ws, stride, padding", CONV_CASES)
