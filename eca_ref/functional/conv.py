@@ -251,7 +251,7 @@ def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_fin
         x: (N, C, H, W), w: (F, C, kh, kw), b: (F,)
         out: (N, F, Ho, Wo) with Ho = floor((H + 2 padding - kh) / stride) + 1 (Wo likewise).
         The result is a view of a channel-major (F, N, ...) array (for stride 1, rows of Wo of
-        every Wo + 2 padding stored values); use it as any NCHW array.
+        every W + padding stored values: the padding is shared, see _Grid); use it as any NCHW array.
 
     Weight initialisation (done by the model, not here): Kaiming normal, fan_out, for ReLU nets.
 

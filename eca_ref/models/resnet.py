@@ -313,7 +313,7 @@ def _is_channel_major(a) -> bool:
 def _own_channel_major(a):
     """Where a result of a (N, C, H, W) operation on ``a`` goes: a itself when it is channel-major
     contiguous (an array this pass owns), else a new channel-major array. A convolution's input
-    gradient is a cropped view (rows of W among W + 2 p values), over which NumPy runs several times
+    gradient is a cropped view (rows of W among W + p stored values, W + 2 p for stride > 1), over which NumPy runs several times
     slower than over whole blocks: the first operation on it writes its result into a fresh block."""
     xp = get_xp()
     if _is_channel_major(a):
