@@ -20,7 +20,7 @@ import time
 
 import numpy
 
-from eca_ref import parallel
+from eca_ref import parallel, procshards
 from eca_ref.attention import VARIANTS
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
@@ -33,6 +33,14 @@ __all__ = ["ECA_SHAPES", "tune_allocator", "time_median", "bench_train_step", "b
 
 ECA_SHAPES = ((128, 64, 8, 8), (32, 256, 56, 56))
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
+
+
+_tuned = False
+
+
+def allocator_tuned() -> bool:
+    """True once :func:`tune_allocator` has succeeded in this process (worker processes follow it)."""
+    return _tuned
 
 
 def tune_allocator() -> bool:
@@ -51,6 +59,8 @@ def tune_allocator() -> bool:
         ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
         ok &= libc.mallopt(m_trim_threshold, 1024 * 1024 * 1024)
         ok &= libc.mallopt(m_top_pad, 64 * 1024 * 1024)
+        global _tuned
+        _tuned = _tuned or bool(ok)
         return bool(ok)
     except (OSError, AttributeError):
         return False
@@ -229,20 +239,21 @@ def _torch_step(cfg, batch, threads, seed=0):
 
 
 def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repeats: int = 20, warmup: int = 3,
-                     with_torch: bool = True, threads: int | None = None) -> dict:
+                     with_torch: bool = True, threads: int | None = None, workers: str = "processes") -> dict:
     """Time one training step (forward + backward + update, float32) in NumPy and, if available, PyTorch.
 
-    Both use ``threads`` CPU threads (None: every available core): eca-ref through
-    :func:`eca_ref.parallel.threads`, PyTorch through ``torch.set_num_threads``.
+    Both use ``threads`` CPU cores (None: every available core): eca-ref through
+    :func:`eca_ref.procshards.use_cores` (one shard of the batch per worker process, or per
+    thread with ``workers="threads"``), PyTorch through ``torch.set_num_threads``.
     """
     cfg = cfg or ResNetConfig()
     batch = check_int(batch, "batch", min_value=2)
     repeats = check_int(repeats, "repeats", min_value=1)
     warmup = check_int(warmup, "warmup", min_value=0)
-    with parallel.threads(threads) as threads:
+    with procshards.use_cores(threads, workers) as threads:
         numpy_time = time_median(_NumpyStep(cfg, batch), repeats=repeats, warmup=warmup)
     result = {"config": {"depth": cfg.depth, "width": cfg.width, "attention": cfg.attention, "batch": batch},
-              "threads": threads, "numpy": numpy_time}
+              "threads": threads, "workers": workers, "numpy": numpy_time}
     result["numpy"]["images_per_s"] = batch / result["numpy"]["median_ms"] * 1e3
     torch = _torch() if with_torch else None
     if torch is not None and cfg.attention in ("eca", "none"):

@@ -28,8 +28,10 @@ def render_bench(result: dict, console=None) -> None:
     console = console or Console()
     env = result["environment"]
     threads = (result.get("train_step") or {}).get("threads", result.get("threads"))
+    workers = (result.get("train_step") or {}).get("workers", "threads")
     console.print(f"numpy {env['numpy']}, torch {env['torch'] or 'not installed'}, {env['cpus']} CPUs "
-                  f"({env['cores']} available), {threads} threads for eca-ref and PyTorch, "
+                  f"({env['cores']} available), {threads} cores for eca-ref (training step: one shard per "
+                  f"{'process' if workers == 'processes' else 'thread'}) and {threads} threads for PyTorch, "
                   f"load average {env['load_avg']}, {env['date']}")
     step = result.get("train_step")
     if step:
@@ -66,7 +68,7 @@ def render_bench(result: dict, console=None) -> None:
 
 
 def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="eca", with_torch=True,
-              step=True, eca=True, tune_malloc=True, eca_shapes=None, threads=None) -> dict:
+              step=True, eca=True, tune_malloc=True, eca_shapes=None, threads=None, workers="processes") -> dict:
     """Run the benchmarks and return one JSON-ready dict (the plain function behind ``eca-ref bench``)."""
     from eca_ref import parallel
     from eca_ref.bench import ECA_SHAPES, bench_eca, bench_train_step, environment, tune_allocator
@@ -79,7 +81,7 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
               "threads": threads}
     if step:
         result["train_step"] = bench_train_step(cfg, batch=batch, repeats=repeats, warmup=warmup,
-                                                with_torch=with_torch, threads=threads)
+                                                with_torch=with_torch, threads=threads, workers=workers)
     if eca:
         result["eca"] = bench_eca(eca_shapes or ECA_SHAPES, repeats=repeats, warmup=warmup, with_torch=with_torch,
                                   threads=threads)
@@ -101,15 +103,17 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
 @click.option("--eca-shape", "eca_shapes", multiple=True, metavar="NxCxHxW",
               help="Input shape of the ECA benchmark (repeatable; default 128x64x8x8 and 32x256x56x56).")
 @click.option("--threads", type=int, default=None,
-              help="CPU threads for eca-ref and for PyTorch [default: every available core].")
+              help="CPU cores for eca-ref and threads for PyTorch [default: every available core].")
+@click.option("--workers", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
+              help="What runs eca-ref's shards of the training step: worker processes or threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bench(repeats, warmup, batch, depth, width, attention, with_torch, step, eca, tune_malloc, eca_shapes, threads,
-          as_json):
+          workers, as_json):
     """Time a training step (NumPy vs PyTorch) and the ECA module (vs B and PyTorch)."""
     shapes = [_parse_shape(s) for s in eca_shapes] or None
     result = run_bench(repeats=repeats, warmup=warmup, batch=batch, depth=depth, width=width, attention=attention,
                        with_torch=with_torch, step=step, eca=eca, tune_malloc=tune_malloc, eca_shapes=shapes,
-                       threads=threads)
+                       threads=threads, workers=workers)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

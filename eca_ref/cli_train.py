@@ -35,6 +35,13 @@ def _fmt_seconds(s: float) -> str:
     return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
 
 
+def _cores_text(n: int, workers: str) -> str:
+    if n == 1:
+        return "1 core"
+    return f"{n} cores ({n - 1} worker process{'es' if n > 2 else ''} + this one)" if workers == "processes" \
+        else f"{n} cores (threads)"
+
+
 class RichReporter:
     """Progress bar per epoch (batches, loss, accuracy, images/s, ETA) and one line per epoch."""
 
@@ -55,7 +62,7 @@ class RichReporter:
             self.console.print(f"{self.label}training {what}; {info['n_train']:,} train / {info['n_test']:,} test "
                                f"images from {info['data_root']}; {cfg.epochs} epochs x {info['steps_per_epoch']} "
                                f"steps of {cfg.batch_size}; run dir {info['run_dir']}; "
-                               f"{info.get('threads', 1)} thread(s)")
+                               f"{_cores_text(info.get('threads', 1), info.get('workers', 'threads'))}")
 
     def on_epoch_start(self, epoch, epochs, n_batches, first):
         self._stop()
@@ -89,6 +96,14 @@ class RichReporter:
 def _threads_option(f):
     return click.option("--threads", type=int, default=None,
                         help="CPU threads: a batch runs as one shard per thread [default: every available core].")(f)
+
+
+def _cores_options(f):
+    f = click.option("--workers", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
+                     help="What runs the shards: worker processes (faster) or threads of this process "
+                          "(the same results).")(f)
+    return click.option("--threads", type=int, default=None,
+                        help="CPU cores: a batch runs as one shard per core [default: every available core].")(f)
 
 
 def _malloc_option(f):
@@ -139,10 +154,10 @@ _CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "
 @click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True)
 @click.option("--augment/--no-augment", default=_default("augment"), show_default=True,
               help="Random crop (4-pixel padding) and horizontal flip.")
-@_threads_option
+@_cores_options
 @_malloc_option
 @click.pass_context
-def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, tune_malloc, preset, **opts):
+def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, workers, tune_malloc, preset, **opts):
     """Train the tiny ECA-ResNet on CIFAR-10 (or continue a run with --resume)."""
     from eca_ref.errors import InputError
     from eca_ref.train.loop import resume, train
@@ -163,12 +178,13 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, tune_malloc, 
             if out is not None and str(out).rstrip("/") != str(resume_dir).rstrip("/"):
                 raise InputError(f"--out {out} contradicts --resume {resume_dir}: a resumed run stays in its directory")
             result = resume(resume_dir, data_dir=data_dir, stop_after=stop_after, reporter=reporter, expect=expect,
-                            threads=threads)
+                            threads=threads, workers=workers)
         else:
             if out is None:
                 raise InputError("--out is required (the run directory), or give --resume RUN_DIR")
             cfg = TrainConfig(**opts)
-            result = train(cfg, out, data_dir=data_dir, stop_after=stop_after, reporter=reporter, threads=threads)
+            result = train(cfg, out, data_dir=data_dir, stop_after=stop_after, reporter=reporter, threads=threads,
+                           workers=workers)
     except KeyboardInterrupt:
         reporter.close()
         click.echo("Stopped at once by Ctrl-C; the last checkpoint written, if any, is kept.", err=True)
@@ -197,13 +213,13 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, threads, tune_malloc, 
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average the logits of each image and its mirror.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_threads_option
-def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads):
+@_cores_options
+def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers):
     """Test accuracy, per-class accuracy and the confusion matrix of a saved run."""
-    from eca_ref import parallel
+    from eca_ref.procshards import use_cores
     from eca_ref.train.evaluate import evaluate_run
 
-    with parallel.threads(threads):
+    with use_cores(threads, workers):
         r = evaluate_run(run_dir, data_dir=data_dir, limit=limit, tta=tta)
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=1))
@@ -282,12 +298,12 @@ def _csv(text: str, kind=str, name: str = "") -> list:
 @click.option("--out", type=click.Path(file_okay=False), default="runs/ablate", show_default=True,
               help="Folder for the runs (one per variant and seed; reused when rerun).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
-@_threads_option
+@_cores_options
 @_malloc_option
 def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json, threads,
-               tune_malloc):
+               workers, tune_malloc):
     """Train each attention variant under the same budget; params added and test accuracy mean ± std."""
-    from eca_ref import parallel
+    from eca_ref.procshards import use_cores
     from eca_ref.train.ablate import AblationInterrupted, ablate
 
     _tune(tune_malloc)
@@ -302,7 +318,7 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
 
     t0 = time.perf_counter()
     try:
-        with parallel.threads(threads):  # the runs inside take this thread count
+        with use_cores(threads, workers):  # the runs inside use these cores (and these worker processes)
             r = ablate(variants, seed_list, epochs=epochs, out=out, data_dir=data_dir, reporter_factory=factory,
                        depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
     except AblationInterrupted as exc:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy
 
-from eca_ref import parallel
+from eca_ref import parallel, procshards
 from eca_ref.attention import VARIANTS, kernel_size
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError, InputTypeError
@@ -418,6 +418,9 @@ class ShardedCache(NamedTuple):
 def _forward_sharded(x, params, buffers, cfg, train, gates=None):
     """_forward over the shards of x (one shard, in this thread, outside parallel.threads)."""
     xp = get_xp()
+    pool = procshards.active_pool()
+    if pool is not None and gates is None and x.shape[0] >= pool.n * MIN_SHARD:
+        return pool.forward(x, params, buffers, cfg, train)  # the shards in worker processes
     n = parallel.shard_count(x.shape[0], MIN_SHARD)
     if n == 1:
         return _forward(x, params, buffers, cfg, train, gates)
@@ -464,13 +467,15 @@ def resnet_forward(x, params, buffers, cfg: ResNetConfig, *, train: bool):
 
 def resnet_backward(dlogits, cache) -> dict:
     """Gradients of every parameter, keyed like params, from dL/dlogits of shape (N, num_classes)."""
-    if not isinstance(cache, (ResNetCache, ShardedCache)):
+    if not isinstance(cache, (ResNetCache, ShardedCache, procshards.ProcCache)):
         raise InputTypeError(f"cache must be the cache resnet_forward returned, got {type(cache).__name__}")
     cfg = cache.cfg
-    N = cache.bounds[-1][1] if isinstance(cache, ShardedCache) else cache.fc.x.shape[0]
+    N = cache.fc.x.shape[0] if isinstance(cache, ResNetCache) else cache.bounds[-1][1]
     check_float_array(dlogits, "dlogits", shape=(N, cfg.num_classes), dims="(N, num_classes)", check_finite=False)
     if isinstance(cache, ResNetCache):
         return _backward(dlogits, cache)
+    if isinstance(cache, procshards.ProcCache):
+        return cache.pool.backward(dlogits, cache)
 
     def shard(i, reduce):  # the shard's batch-norm layers reduce through the forward's reducer
         a, b = cache.bounds[i]

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from eca_ref import parallel
 from eca_ref.backend import asnumpy, get_xp
 from eca_ref.errors import CheckpointError, InputError, InputTypeError
 from eca_ref.train.checkpoint import (
@@ -377,7 +376,7 @@ def _notify(reporter, name: str, *args):
 
 
 def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None, reporter=None,
-          threads: int | None = None) -> TrainResult:
+          threads: int | None = None, workers: str | None = None) -> TrainResult:
     """Train a new run into directory ``out``; returns a :class:`TrainResult`.
 
     Args:
@@ -390,8 +389,11 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
             ``on_epoch_start(epoch, epochs, n_batches, first_batch)``,
             ``on_batch(epoch, batch, n_batches, loss, acc, images_per_s, lr)``,
             ``on_epoch_end(metrics)``; used by the CLI for the progress bar.
-        threads: CPU threads; each batch runs as one shard per thread (see :mod:`eca_ref.parallel`);
-            None: every available core. The same seed and thread count give bit-identical weights.
+        threads: CPU cores; each batch runs as one shard per core; None: every available core.
+            The same seed and count give bit-identical weights.
+        workers: what runs the shards: "processes" (worker processes, :mod:`eca_ref.procshards`;
+            fastest) or "threads" (:mod:`eca_ref.parallel`); None: the enclosing
+            ``procshards.use_cores`` block's kind, else processes. Same results either way.
     """
     from eca_ref.models import init_resnet
 
@@ -399,8 +401,7 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
         raise InputError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if stop_after is not None:
         check_int(stop_after, "stop_after", min_value=1)
-    if threads is not None:
-        check_int(threads, "threads", min_value=1)
+    _check_cores(threads, workers)
     run_dir = prepare_run_dir(out, new=True)
     data = load_data(cfg, data_dir)
     init_ss, data_ss = np.random.SeedSequence(cfg.seed).spawn(2)
@@ -417,11 +418,11 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
     _write_metrics(run_dir, [])
     _save(run_dir, st, cfg, data, sched, "started")
     return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=False,
-                threads=threads)
+                threads=threads, workers=workers)
 
 
 def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=None,
-           expect: dict | None = None, threads: int | None = None) -> TrainResult:
+           expect: dict | None = None, threads: int | None = None, workers: str | None = None) -> TrainResult:
     """Continue the run saved in ``run_dir`` with its saved configuration, to its planned epochs.
 
     ``expect`` maps config fields to values the caller wants (e.g. options given on a command
@@ -432,8 +433,7 @@ def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=No
     """
     if stop_after is not None:
         check_int(stop_after, "stop_after", min_value=1)
-    if threads is not None:
-        check_int(threads, "threads", min_value=1)
+    _check_cores(threads, workers)
     groups, meta = load_checkpoint(run_dir)
     run_dir = Path(run_dir)
     if run_dir.is_file():
@@ -461,7 +461,16 @@ def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=No
     sched = _schedule(cfg, len(data.train_y))
     _write_metrics(run_dir, st.metrics)          # drop lines of epochs after the checkpoint, if any
     return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=True,
-                threads=threads)
+                threads=threads, workers=workers)
+
+
+def _check_cores(threads, workers) -> None:
+    from eca_ref.procshards import WORKERS
+
+    if threads is not None:
+        check_int(threads, "threads", min_value=1)
+    if workers is not None and workers not in WORKERS:
+        raise InputError(f"workers must be one of {', '.join(WORKERS)}, got {workers!r}")
 
 
 def _schedule(cfg: TrainConfig, n_train: int) -> Schedule:
@@ -506,14 +515,17 @@ def _state_from_checkpoint(run_dir: Path, groups: dict, meta: dict, cfg: TrainCo
 
 
 def _run(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after, reporter,
-         resumed: bool, threads: int | None) -> TrainResult:
-    with parallel.threads(threads) as n_threads:
+         resumed: bool, threads: int | None, workers: str | None) -> TrainResult:
+    from eca_ref.procshards import active_pool, use_cores
+
+    with use_cores(threads, workers) as n_threads:
+        kind = "processes" if active_pool() is not None else "threads"
         return _run_epochs(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter,
-                           resumed=resumed, n_threads=n_threads)
+                           resumed=resumed, n_threads=n_threads, workers=kind)
 
 
 def _run_epochs(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after,
-                reporter, resumed: bool, n_threads: int) -> TrainResult:
+                reporter, resumed: bool, n_threads: int, workers: str) -> TrainResult:
     from eca_ref.data import iterate_batches
     from eca_ref.functional.loss import softmax_cross_entropy
     from eca_ref.models import count_parameters, decay_keys, resnet_backward, resnet_forward
@@ -537,7 +549,7 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched:
         "run_dir": run_dir, "config": cfg, "resumed": resumed, "epoch": st.epoch, "step": st.step,
         "n_train": n_train, "n_test": len(data.test_y), "steps_per_epoch": n_batches,
         "total_steps": sched.total_steps, "parameters": count_parameters(mcfg), "data_root": data.root,
-        "threads": n_threads})
+        "threads": n_threads, "workers": workers})
     if st.epoch >= cfg.epochs:
         return result("finished", f"the run in {run_dir} is already complete ({st.epoch} epochs)")
 
@@ -597,7 +609,7 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched:
                  "train_loss": p["loss_sum"] / max(p["seen"], 1), "train_acc": p["correct"] / max(p["seen"], 1),
                  "test_loss": ev["loss"], "test_acc": ev["acc"], "seconds": seconds,
                  "train_seconds": train_seconds, "images_per_s": p["seen"] / max(train_seconds, 1e-9),
-                 "threads": n_threads}
+                 "threads": n_threads, "workers": workers}
             if not _all_finite(st.params, st.buffers, st.momentum) or not math.isfinite(ev["loss"]):
                 return result("diverged", f"training diverged (NaN/inf weights or test loss) at the end of epoch "
                                           f"{st.epoch + 1}; the last good checkpoint ({st.saved}) "

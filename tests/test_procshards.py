@@ -1,0 +1,198 @@
+"""The model's shards in worker processes (eca_ref.procshards): the same numbers as the threads,
+bit for bit, and clear failures when a worker fails, dies or is gone."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from eca_ref import parallel, procshards
+from eca_ref.errors import InputError
+from eca_ref.models import ResNetConfig, init_resnet, resnet_backward, resnet_forward
+
+
+def _net(dtype, depth=8, width=4, attention="eca", batch=37, size=12, seed=0):
+    cfg = ResNetConfig(depth=depth, width=width, attention=attention)
+    rng = np.random.default_rng(seed)
+    params, buffers = init_resnet(cfg, rng, dtype=dtype)
+    x = rng.standard_normal((batch, 3, size, size)).astype(dtype)
+    dl = rng.standard_normal((batch, 10)).astype(dtype)
+    return cfg, params, buffers, x, dl
+
+
+def _passes(cfg, params, buffers, x, dl):
+    logits, cache, new_buffers = resnet_forward(x, params, buffers, cfg, train=True)
+    grads = resnet_backward(dl, cache)
+    eval_logits, _, _ = resnet_forward(x, params, buffers, cfg, train=False)
+    return logits, grads, new_buffers, eval_logits
+
+
+def _assert_identical(a, b):
+    la, ga, ba, ea = a
+    lb, gb, bb, eb = b
+    assert np.array_equal(la, lb)
+    assert np.array_equal(ea, eb)
+    assert ga.keys() == gb.keys() and all(np.array_equal(ga[k], gb[k]) for k in ga)
+    assert ba.keys() == bb.keys() and all(np.array_equal(ba[k], bb[k]) for k in ba)
+
+
+@pytest.fixture(scope="module")
+def _workers():
+    pool = procshards.ShardProcesses(2)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def pool2(_workers):
+    """Inside a processes(2) block whose workers the module's tests share (started once)."""
+    with parallel.threads(1):
+        procshards._active.pool = _workers
+        try:
+            yield _workers
+        finally:
+            procshards._active.pool = None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("attention", ["eca", "se", "none"])
+def test_processes_give_the_threads_numbers_bit_for_bit(pool2, dtype, attention):
+    # 37 images: shards of 19 and 18; train-mode BN reduces over the processes
+    net = _net(dtype, attention=attention)
+    got = _passes(*net)
+    assert procshards.active_pool() is pool2
+    with parallel.threads(2):
+        want = _passes(*net)
+    _assert_identical(got, want)
+    # and the processes' result is the serial one up to the order of the sums over the batch
+    serial = _passes(*net)
+    if dtype == np.float64:
+        assert np.allclose(got[0], serial[0], rtol=1e-10, atol=1e-12)
+        assert all(np.allclose(got[1][k], serial[1][k], rtol=1e-8, atol=1e-10) for k in got[1])
+
+
+def test_three_processes_and_a_depth_14_net():
+    net = _net(np.float64, depth=14, width=3, batch=29, size=8, seed=3)
+    with procshards.processes(3):
+        got = _passes(*net)
+    with parallel.threads(3):
+        want = _passes(*net)
+    _assert_identical(got, want)
+
+
+def test_a_batch_too_small_for_the_shards_runs_in_this_process(pool2):
+    cfg, params, buffers, x, dl = _net(np.float64, batch=9)  # < 2 shards of 8 images
+    logits, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
+    assert not isinstance(cache, procshards.ProcCache)
+    serial = resnet_forward(x, params, buffers, cfg, train=True)[0]
+    assert np.array_equal(logits, serial)
+
+
+def test_backward_needs_the_latest_forward(pool2):
+    cfg, params, buffers, x, dl = _net(np.float64)
+    _, old, _ = resnet_forward(x, params, buffers, cfg, train=True)
+    _, new, _ = resnet_forward(x, params, buffers, cfg, train=True)
+    with pytest.raises(InputError, match="latest forward pass"):
+        resnet_backward(dl, old)
+    grads = resnet_backward(dl, new)  # the pool is still usable
+    assert np.isfinite(grads["fc.weight"]).all()
+
+
+def test_a_worker_error_reaches_the_caller_and_the_pool_goes_on(pool2):
+    pool2.conns[0].send(("no such message",))
+    with pytest.raises(InputError, match="unknown message"):
+        pool2._collect()
+    net = _net(np.float32)
+    got = _passes(*net)
+    with parallel.threads(2):
+        _assert_identical(got, _passes(*net))
+
+
+def test_an_error_in_this_process_releases_the_workers(pool2, monkeypatch):
+    from eca_ref.models import resnet
+
+    cfg, params, buffers, x, dl = _net(np.float64)
+    real = resnet._forward
+    calls = []
+
+    def failing(x, *a, **k):  # shard 0 fails before its first batch-norm reduction
+        calls.append(1)
+        raise RuntimeError("shard 0 failed")
+
+    monkeypatch.setattr(resnet, "_forward", failing)
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="shard 0 failed"):
+        resnet_forward(x, params, buffers, cfg, train=True)
+    assert time.perf_counter() - t0 < 10  # the worker, waiting at a reduction, was released
+    monkeypatch.setattr(resnet, "_forward", real)
+    logits, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
+    with parallel.threads(2):
+        want = resnet_forward(x, params, buffers, cfg, train=True)[0]
+    assert np.array_equal(logits, want) and calls == [1]
+
+
+def test_a_dead_worker_is_reported_and_its_files_removed():
+    cfg, params, buffers, x, dl = _net(np.float64)
+    with procshards.processes(2):
+        pool = procshards.active_pool()
+        resnet_forward(x, params, buffers, cfg, train=True)
+        paths = [f.path for files in pool.files for f in files.values() if f.path] + [pool.red.path]
+        assert paths and all(os.path.exists(p) for p in paths)
+        os.kill(pool.procs[0].pid, signal.SIGKILL)
+        pool.procs[0].join(5)
+        with pytest.raises(procshards.WorkerError, match="died"):
+            resnet_forward(x, params, buffers, cfg, train=True)
+    assert not any(os.path.exists(p) for p in paths)
+
+
+def test_the_workers_stop_with_the_block():
+    cfg, params, buffers, x, dl = _net(np.float64)
+    with procshards.processes(2):
+        pool = procshards.active_pool()
+        _, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
+    assert procshards.active_pool() is None
+    assert not any(p.is_alive() for p in pool.procs)
+    with pytest.raises(procshards.WorkerError, match="stopped"):
+        resnet_backward(dl, cache)
+
+
+def test_nested_blocks_reuse_the_workers(pool2):
+    with procshards.processes() as n, procshards.use_cores(None, "processes") as m:
+        assert n == m == 2 and procshards.active_pool() is pool2
+    with procshards.processes(1) as n:
+        assert n == 1 and procshards.active_pool() is None
+    assert procshards.active_pool() is pool2
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: procshards.processes(0).__enter__(), "processes must be"),
+    (lambda: procshards.processes(1000).__enter__(), "at most 256"),
+    (lambda: procshards.use_cores(2, "fibres").__enter__(), "workers must be one of processes, threads"),
+    (lambda: procshards.use_cores(0, "threads").__enter__(), "threads must be"),
+])
+def test_bad_arguments(call, match):
+    with pytest.raises(InputError, match=match):
+        call()
+
+
+def test_a_script_without_a_main_guard_can_start_workers(tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        from eca_ref import procshards
+        from eca_ref.models import ResNetConfig, init_resnet, resnet_forward
+        cfg = ResNetConfig(depth=8, width=4)
+        params, buffers = init_resnet(cfg, np.random.default_rng(0), dtype=np.float64)
+        x = np.random.default_rng(1).standard_normal((16, 3, 8, 8))
+        print("started")
+        with procshards.processes(2) as n:
+            logits, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
+        print(n, type(cache).__name__, logits.shape)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["started", "2 ProcCache (16, 10)"]
