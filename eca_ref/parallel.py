@@ -52,7 +52,7 @@ import numpy
 from eca_ref.errors import InputError
 from eca_ref.validation import check_int
 
-__all__ = ["threads", "num_threads", "available_cores", "split", "run", "over_channels", "blas_control",
+__all__ = ["threads", "num_threads", "available_cores", "split", "run", "over_channels", "serial", "blas_control",
            "blas_single_threaded", "AllReduce", "run_shards", "shard_count"]
 
 # Element-wise jobs smaller than this per thread run in one piece. Measured on the 2-core machine of
@@ -196,13 +196,16 @@ def blas_single_threaded() -> bool:
 
 
 def split(total: int, parts: int | None = None, *, work: int | None = None) -> list[tuple[int, int]]:
-    """[0, total) as at most ``parts`` (default: num_threads()) near-equal ranges (a, b), none empty
-    (one empty range for total 0).
+    """[0, total) as at most ``parts`` near-equal ranges (a, b), none empty (one empty range for
+    total 0). Default parts: num_threads(), or 1 inside a shard or a worker thread (the parts would
+    run serially there; in one piece, a layer sums in the same order in a shard of any thread
+    count, or in a worker process).
 
     ``work``: the elements the whole job touches; each range then gets at least MIN_WORK of them
     (a small job runs in one piece: handing it to a thread costs more than it saves).
     """
-    parts = num_threads() if parts is None else parts
+    if parts is None:  # inside a shard or a worker the parts would run one after the other: one piece
+        parts = 1 if _inside_parallel_work() else num_threads()
     if work is not None:
         parts = min(parts, max(1, work // MIN_WORK))
     parts = max(1, min(parts, total))
@@ -220,6 +223,18 @@ def over_channels(fn, a) -> list:
     threads; a map under MIN_WORK values per thread is one range. For a channel-major array each
     range is one contiguous block of memory."""
     return run(fn, split(a.shape[1], work=a.size))
+
+
+@contextmanager
+def serial():
+    """Inside the block this thread's layers run serially, as inside a shard (the model's passes
+    over a batch too small to shard use it, so that they add their sums in a shard's order)."""
+    previous = getattr(_local, "in_shard", False)
+    _local.in_shard = True
+    try:
+        yield
+    finally:
+        _local.in_shard = previous
 
 
 def _inside_parallel_work() -> bool:

@@ -311,6 +311,14 @@ def _main_module_hidden():
         main.__dict__.update(saved) if saved else None
 
 
+def _serially(fn, *args):
+    """fn(*args) with every layer serial, as in a worker (whatever block encloses the caller)."""
+    from eca_ref import parallel  # noqa: PLC0415
+
+    with parallel.serial():
+        return fn(*args)
+
+
 class ProcCache(NamedTuple):
     cfg: object
     bounds: tuple      # (start, stop) rows of each shard
@@ -440,7 +448,7 @@ class ShardProcesses:
         reduce = _Reducer(self.rdv, slots, 0, self._alive) if train else None
         a0, b0 = bounds[0]
         logits0, cache0, new_buffers = self._run(
-            lambda: resnet._forward(x[a0:b0], params, buffers, cfg, train, None, reduce), send)
+            lambda: _serially(resnet._forward, x[a0:b0], params, buffers, cfg, train, None, reduce), send)
         parts = [logits0]
         for i in range(1, self.n):
             a, b = bounds[i]
@@ -471,7 +479,7 @@ class ShardProcesses:
             self.conns[i - 1].send(("backward", cache.pass_id, dtype.str, (b - a, cache.cfg.num_classes), paths[i]))
 
         a0, b0 = cache.bounds[0]
-        grads = self._run(lambda: resnet._backward(dlogits[a0:b0], cache.cache0), send)
+        grads = self._run(lambda: _serially(resnet._backward, dlogits[a0:b0], cache.cache0), send)
         for i in range(1, self.n):  # each shard's share, added in shard order (as the threads do)
             out, offset = self.files[i]["out"].map, 0
             for k, s in shapes.items():
@@ -569,5 +577,14 @@ def use_cores(n: int | None = None, workers: str | None = None):
         raise InputError(f"workers must be one of {', '.join(WORKERS)}, got {workers!r}")
     if n is not None:
         n = check_int(n, "threads", min_value=1)
-    with (processes(n) if workers == "processes" else parallel.threads(n)) as k:
-        yield k
+    if workers == "processes":
+        with processes(n) as k:
+            yield k
+        return
+    outer = active_pool()
+    _active.pool = None  # threads, even inside a processes block
+    try:
+        with parallel.threads(n) as k:
+            yield k
+    finally:
+        _active.pool = outer

@@ -31,6 +31,13 @@ def _passes(cfg, params, buffers, x, dl):
     return logits, grads, new_buffers, eval_logits
 
 
+def _threaded(net, n=2):
+    """The passes with the shards in n threads (no worker processes, even inside a processes block)."""
+    with procshards.use_cores(n, "threads"):
+        assert procshards.active_pool() is None
+        return _passes(*net)
+
+
 def _assert_identical(a, b):
     la, ga, ba, ea = a
     lb, gb, bb, eb = b
@@ -65,30 +72,40 @@ def test_processes_give_the_threads_numbers_bit_for_bit(pool2, dtype, attention)
     net = _net(dtype, attention=attention)
     got = _passes(*net)
     assert procshards.active_pool() is pool2
-    with parallel.threads(2):
-        want = _passes(*net)
-    _assert_identical(got, want)
+    _assert_identical(got, _threaded(net))
+    assert procshards.active_pool() is pool2
     # and the processes' result is the serial one up to the order of the sums over the batch
-    serial = _passes(*net)
+    with procshards.processes(1):
+        serial = _passes(*net)
     if dtype == np.float64:
         assert np.allclose(got[0], serial[0], rtol=1e-10, atol=1e-12)
         assert all(np.allclose(got[1][k], serial[1][k], rtol=1e-8, atol=1e-10) for k in got[1])
+
+
+@pytest.mark.parametrize("batch", [16, 8])
+def test_32x32_images_many_im2col_chunks_and_a_batch_too_small_to_shard(pool2, batch):
+    # 32x32 maps: a convolution's weight gradient sums many chunks of columns (in one piece in a
+    # shard, whatever the thread count); 8 images: too few for two shards, one piece everywhere
+    net = _net(np.float32, width=2, batch=batch, size=32, seed=5)
+    got = _passes(*net)
+    _assert_identical(got, _threaded(net))
+    with parallel.threads(2):  # an enclosing threads block does not change this process's shard
+        _assert_identical(got, _passes(*net))
 
 
 def test_three_processes_and_a_depth_14_net():
     net = _net(np.float64, depth=14, width=3, batch=29, size=8, seed=3)
     with procshards.processes(3):
         got = _passes(*net)
-    with parallel.threads(3):
-        want = _passes(*net)
-    _assert_identical(got, want)
+    _assert_identical(got, _threaded(net, 3))
 
 
 def test_a_batch_too_small_for_the_shards_runs_in_this_process(pool2):
     cfg, params, buffers, x, dl = _net(np.float64, batch=9)  # < 2 shards of 8 images
     logits, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
     assert not isinstance(cache, procshards.ProcCache)
-    serial = resnet_forward(x, params, buffers, cfg, train=True)[0]
+    with procshards.processes(1):
+        serial = resnet_forward(x, params, buffers, cfg, train=True)[0]
     assert np.array_equal(logits, serial)
 
 
@@ -107,9 +124,7 @@ def test_a_worker_error_reaches_the_caller_and_the_pool_goes_on(pool2):
     with pytest.raises(InputError, match="unknown message"):
         pool2._collect()
     net = _net(np.float32)
-    got = _passes(*net)
-    with parallel.threads(2):
-        _assert_identical(got, _passes(*net))
+    _assert_identical(_passes(*net), _threaded(net))
 
 
 def test_an_error_in_this_process_releases_the_workers(pool2, monkeypatch):
@@ -130,7 +145,7 @@ def test_an_error_in_this_process_releases_the_workers(pool2, monkeypatch):
     assert time.perf_counter() - t0 < 10  # the worker, waiting at a reduction, was released
     monkeypatch.setattr(resnet, "_forward", real)
     logits, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
-    with parallel.threads(2):
+    with procshards.use_cores(2, "threads"):
         want = resnet_forward(x, params, buffers, cfg, train=True)[0]
     assert np.array_equal(logits, want) and calls == [1]
 

@@ -78,6 +78,17 @@ def test_resume_after_stop_is_bit_identical(data_dir, tmp_path, straight):
     assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_worker_processes_and_threads_train_the_same_weights(data_dir, tmp_path):
+    cfg = TrainConfig(**{**TINY, "epochs": 1})
+    a = train(cfg, tmp_path / "p", data_dir=data_dir, threads=2, workers="processes")
+    b = train(cfg, tmp_path / "t", data_dir=data_dir, threads=2, workers="threads")
+    _assert_same_state(a, b)
+    assert a.metrics[0]["workers"] == "processes" and b.metrics[0]["workers"] == "threads"
+    assert a.metrics[0]["threads"] == 2
+    with pytest.raises(InputError, match="workers must be one of processes, threads"):
+        train(cfg, tmp_path / "x", data_dir=data_dir, workers="fibres")
+
+
 class _CtrlC:
     """Reporter that presses Ctrl-C (a real SIGINT) after a given batch."""
 

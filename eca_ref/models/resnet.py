@@ -422,8 +422,9 @@ def _forward_sharded(x, params, buffers, cfg, train, gates=None):
     if pool is not None and gates is None and x.shape[0] >= pool.n * MIN_SHARD:
         return pool.forward(x, params, buffers, cfg, train)  # the shards in worker processes
     n = parallel.shard_count(x.shape[0], MIN_SHARD)
-    if n == 1:
-        return _forward(x, params, buffers, cfg, train, gates)
+    if n == 1:  # one piece, every layer serially: the numbers of one shard, with threads or processes alike
+        with parallel.serial():
+            return _forward(x, params, buffers, cfg, train, gates)
     bounds = tuple(parallel.split(x.shape[0], n))
     reducer = parallel.AllReduce(n)
 
@@ -473,7 +474,8 @@ def resnet_backward(dlogits, cache) -> dict:
     N = cache.fc.x.shape[0] if isinstance(cache, ResNetCache) else cache.bounds[-1][1]
     check_float_array(dlogits, "dlogits", shape=(N, cfg.num_classes), dims="(N, num_classes)", check_finite=False)
     if isinstance(cache, ResNetCache):
-        return _backward(dlogits, cache)
+        with parallel.serial():
+            return _backward(dlogits, cache)
     if isinstance(cache, procshards.ProcCache):
         return cache.pool.backward(dlogits, cache)
 
