@@ -339,8 +339,8 @@ class ShardProcesses:
         self.files = [{"in": _SharedFile(f"in{i}"), "out": _SharedFile(f"out{i}")} for i in range(self.n)]
         self.red = _SharedFile("red")
         self.pass_id = 0
-        self.cap = 0
         self.closed = False
+        self._pending = set()  # workers whose reply to the last message has not been read
         saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
         try:
             for k in saved:
@@ -378,15 +378,18 @@ class ShardProcesses:
             raise WorkerError(f"a worker process has died (exit codes {codes}); start a new processes() block")
 
     def _collect(self):
-        """Every worker's reply to the last message; raises the first failure (after all have answered)."""
+        """Every pending worker's reply to its last message; raises the first failure (after all
+        have answered)."""
         errors = []
-        for i, (conn, p) in enumerate(zip(self.conns, self.procs), start=1):
+        for i in sorted(self._pending):
+            conn, p = self.conns[i - 1], self.procs[i - 1]
             while not conn.poll(_POLL_S):
                 if not p.is_alive():
                     codes = p.exitcode
                     self.close()
                     raise WorkerError(f"worker process {i} died during a pass (exit code {codes})")
             reply = conn.recv()
+            self._pending.discard(i)
             if reply[0] == "error":
                 errors.append(reply[1])
             elif reply[0] == "broken":
@@ -397,19 +400,34 @@ class ShardProcesses:
         if errors:
             raise WorkerError("a pass was interrupted in another shard")
 
+    def _drain(self):
+        """Replies left over from a pass that was interrupted here (Ctrl-C): stop it, read them."""
+        if self._pending:
+            self.rdv.breakdown()
+            try:
+                self._collect()
+            except Exception:  # noqa: BLE001 (the interrupted pass's errors are of no interest now)
+                pass
+            self._check_usable()  # unless a worker died meanwhile
+
     def _run(self, own, send):
         """Send every worker its message, run shard 0 here, collect the replies."""
         self._check_usable()
+        self._drain()
         self.rdv.reset()
         for i in range(1, self.n):
             send(i)
+            self._pending.add(i)
         try:
             result = own()
+        except _Broken:  # a worker failed and broke the rendezvous: its error is the one to raise
+            self._collect()
+            raise WorkerError("a pass was interrupted in another shard") from None
         except BaseException:
             self.rdv.breakdown()
             try:
                 self._collect()
-            except BaseException:  # noqa: BLE001 (this shard's own error wins)
+            except Exception:  # noqa: BLE001 (this shard's own error wins)
                 pass
             raise
         self._collect()
@@ -491,6 +509,7 @@ class ShardProcesses:
         if self.closed:
             return
         self.closed = True
+        self.rdv.breakdown()  # a worker still in a pass stops waiting for this process
         for conn in self.conns:
             try:
                 conn.send(("stop",))

@@ -121,10 +121,44 @@ def test_backward_needs_the_latest_forward(pool2):
 
 def test_a_worker_error_reaches_the_caller_and_the_pool_goes_on(pool2):
     pool2.conns[0].send(("no such message",))
+    pool2._pending.add(1)
     with pytest.raises(InputError, match="unknown message"):
         pool2._collect()
+    assert not pool2._pending
     net = _net(np.float32)
     _assert_identical(_passes(*net), _threaded(net))
+
+
+def test_a_worker_failing_mid_pass_raises_its_own_error_here(pool2):
+    # the worker fails (a message it cannot read) while this process waits for it at a reduction
+    slots = procshards._view(pool2.red.ensure(2 * 2 * 8 * 8), np.float64, (2, 2, 8))
+    reduce = procshards._Reducer(pool2.rdv, slots, 0, pool2._alive)
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match="unknown message"):
+        pool2._run(lambda: reduce(np.ones(3)), lambda i: pool2.conns[i - 1].send(("no such message",)))
+    assert time.perf_counter() - t0 < 10
+    net = _net(np.float64)
+    _assert_identical(_passes(*net), _threaded(net))
+
+
+def test_an_interrupted_collection_is_drained_by_the_next_pass(pool2, monkeypatch):
+    net = _net(np.float64)
+    real = procshards.ShardProcesses._collect
+    hits = []
+
+    def interrupted(self):  # Ctrl-C while this process waits for the worker's reply
+        if not hits:
+            hits.append(1)
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(procshards.ShardProcesses, "_collect", interrupted)
+    cfg, params, buffers, x, dl = net
+    with pytest.raises(KeyboardInterrupt):
+        resnet_forward(x, params, buffers, cfg, train=True)
+    assert pool2._pending == {1}
+    _assert_identical(_passes(*net), _threaded(net))
+    assert pool2._pending == set()
 
 
 def test_an_error_in_this_process_releases_the_workers(pool2, monkeypatch):
