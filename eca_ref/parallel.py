@@ -294,13 +294,37 @@ class AllReduce:
             total += other
         return total
 
+    def gather(self, shard: int, a):
+        """Every shard's ``a`` (1-D, the same length in every shard), stacked in shard order: (n, len(a))."""
+        if self.n == 1:
+            return a[None].copy()
+        slots = self._slots[self._calls[shard] % 2]
+        self._calls[shard] += 1
+        slots[shard] = a
+        self._barrier.wait()
+        return numpy.stack(slots)
+
     def for_shard(self, shard: int):
-        """The one-argument reduce function of one shard: ``a -> sum over the shards``."""
-        return lambda a: self(shard, a)
+        """One shard's reduce function: ``reduce(a)`` is the sum over the shards, ``reduce.gather(a)``
+        every shard's a."""
+        return _ShardReduce(self, shard)
 
     def abort(self) -> None:
         """Wake every shard waiting in a call (they raise BrokenBarrierError): one shard has failed."""
         self._barrier.abort()
+
+
+class _ShardReduce:
+    """AllReduce.for_shard's result: a -> sum over the shards; .gather(a) -> every shard's a."""
+
+    def __init__(self, reducer: AllReduce, shard: int):
+        self.reducer, self.shard = reducer, shard
+
+    def __call__(self, a):
+        return self.reducer(self.shard, a)
+
+    def gather(self, a):
+        return self.reducer.gather(self.shard, a)
 
 
 def shard_count(batch: int, min_per_shard: int) -> int:

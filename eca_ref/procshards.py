@@ -181,18 +181,28 @@ class _Reducer:
         self.rdv, self.slots, self.shard, self.peers_alive = rdv, slots, shard, peers_alive
         self.calls = 0
 
-    def __call__(self, a):
+    def _put(self, a):
+        """Write a into this shard's slot of the call's set and wait for every shard's."""
         a = numpy.asarray(a, dtype=numpy.float64)
         if a.ndim != 1 or a.size > self.slots.shape[2]:
             raise InputError(f"a reduction takes a vector of at most {self.slots.shape[2]} values, got shape {a.shape}")
-        slots = self.slots[self.calls % 2]
+        self.slots[self.calls % 2, self.shard, :a.size] = a
         self.calls += 1
-        slots[self.shard, :a.size] = a
         self.rdv.wait(self.shard, self.peers_alive)
+        return a
+
+    def __call__(self, a):
+        a = self._put(a)
+        slots = self.slots[(self.calls - 1) % 2]
         total = slots[0, :a.size].copy()
         for other in slots[1:]:
             total += other[:a.size]
         return total
+
+    def gather(self, a):
+        """Every shard's vector a, stacked in shard order: (n, len(a))."""
+        a = self._put(a)
+        return self.slots[(self.calls - 1) % 2, :, :a.size].copy()
 
 
 def _layout(cfg, dtype, n_images, image_shape):

@@ -216,6 +216,44 @@ def test_allreduce_sums_in_shard_order_and_aborts():
         parallel.AllReduce(0)
 
 
+def test_allreduce_gathers_every_shards_vector_in_shard_order():
+    def shard(i, reduce):
+        every = reduce.gather(np.array([i, 10.0 * i]))
+        total = reduce(np.array([1.0 * i]))  # the slot sets alternate across both kinds of call
+        again = reduce.gather(np.array([-1.0 * i, 0.0]))
+        return every, total, again
+
+    for every, total, again in parallel.run_shards(shard, 3):
+        assert np.array_equal(every, [[0, 0], [1, 10], [2, 20]])
+        assert np.array_equal(total, [3.0])
+        assert np.array_equal(again, [[0, 0], [-1, 0], [-2, 0]])
+    alone = parallel.AllReduce(1).for_shard(0)
+    assert np.array_equal(alone.gather(np.array([4.0, 5.0])), [[4.0, 5.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_one_exchange_equals_two_reductions_bit_for_bit(dtype):
+    # the forward pass gathers (sum, M2, count) once where it can; a reduce function without
+    # gather takes the two-reduction path: the same numbers, bit for bit
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((13, 6, 5, 5)) * 3 + 40).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 2, 6).astype(dtype), rng.standard_normal(6).astype(dtype)
+    rm, rv = np.zeros(6, dtype), np.ones(6, dtype)
+    bounds = parallel.split(13, 3)
+
+    def run(plain):
+        def shard(i, reduce):
+            a, b = bounds[i]
+            fn = (lambda v: reduce(v)) if plain else reduce
+            assert hasattr(fn, "gather") != plain
+            out, cache, stats = batchnorm2d_forward(x[a:b], gamma, beta, rm, rv, train=True, allreduce=fn)
+            return out, stats.mean, stats.var, cache.shift
+        return parallel.run_shards(shard, 3)
+
+    for once, twice in zip(run(False), run(True)):
+        assert all(np.array_equal(u, v) for u, v in zip(once, twice))
+
+
 def test_a_failing_shard_stops_the_others_and_its_error_propagates():
     def shard(i, reduce):
         if i == 1:

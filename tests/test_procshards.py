@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -127,6 +128,22 @@ def test_a_worker_error_reaches_the_caller_and_the_pool_goes_on(pool2):
     assert not pool2._pending
     net = _net(np.float32)
     _assert_identical(_passes(*net), _threaded(net))
+
+
+def test_the_process_reducer_sums_and_gathers_like_the_threads(pool2):
+    slots = procshards._view(pool2.red.ensure(2 * 2 * 8 * 8), np.float64, (2, 2, 8))
+    reduce = procshards._Reducer(pool2.rdv, slots, 0, pool2._alive)
+    other = procshards._Reducer(pool2.rdv, slots, 1, pool2._alive)  # shard 1, played by a thread here
+    pool2.rdv.reset()
+    got = {}
+    t = threading.Thread(target=lambda: got.update(w=(other(np.array([5.0, 6.0])), other.gather(np.array([7.0])))))
+    t.start()
+    mine = (reduce(np.array([1.0, 2.0])), reduce.gather(np.array([3.0])))
+    t.join(10)
+    for total, every in (mine, got["w"]):
+        assert np.array_equal(total, [6.0, 8.0]) and np.array_equal(every, [[3.0], [7.0]])
+    with pytest.raises(InputError, match="at most 8 values"):
+        reduce(np.ones(9))
 
 
 def test_a_worker_failing_mid_pass_raises_its_own_error_here(pool2):

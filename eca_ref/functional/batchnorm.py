@@ -73,8 +73,10 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         check_finite: reject NaN/inf in the inputs (one pass; off in training).
         allreduce: x is one shard of a batch cut into shards (data parallel, see
             :func:`eca_ref.parallel.run_shards`): a function that maps this shard's partial sums
-            (a float64 vector) to their sum over every shard. The statistics are then those of the
-            whole batch (synchronised batch norm). None: x is the whole batch.
+            (a float64 vector) to their sum over every shard; if it has a ``gather`` method
+            (every shard's vector, stacked in shard order), the forward pass exchanges once
+            instead of twice. The statistics are then those of the whole batch (synchronised
+            batch norm). None: x is the whole batch.
 
     Shape:
         x: (N, C, H, W) -> out: (N, C, H, W); weight, bias, running_mean, running_var: (C,)
@@ -111,21 +113,44 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         # One shard of the batch: the statistics of the whole batch. Each shard centres its values
         # on its own mean m_i (two-pass, in its dtype: M2_i = sum (x - m_i)^2); the whole batch's
         # M2 = sum_i [M2_i + n_i (m_i - mean)^2] (Chan et al.'s combination of partial variances,
-        # no cancellation). Two reductions of per-channel float64 vectors (sums and counts, then
-        # the M2 terms), no extra pass over the data: xc stays centred on m_i, and
-        # shift = m_i - mean is folded into beta here and into the backward's sums.
+        # no cancellation). One exchange of per-channel float64 vectors where the reduce function
+        # can gather (every shard's sum, M2 and count), else two reductions (sums and counts,
+        # then the M2 terms); the same numbers either way. No extra pass over the data: xc stays
+        # centred on m_i, and shift = m_i - mean is folded into beta here and into the backward's sums.
         xp.copyto(xc, x_cm)                                                     # contiguous (see part() below)
         local_sum = xp.einsum("cnhw->c", xc)                                     # (C,)
         local_mean = local_sum / M
         xc -= local_mean[:, None, None, None]
-        vec = xp.empty(C + 1, dtype=xp.float64)
-        vec[:C], vec[-1] = local_sum, M
-        total = allreduce(vec)
-        n_i, M = M, int(total[-1])
-        mean64 = total[:C] / M
-        m2 = xp.einsum("cnhw,cnhw->c", xc, xc) + n_i * (local_mean.astype(xp.float64) - mean64) ** 2
+        local_m2 = xp.einsum("cnhw,cnhw->c", xc, xc)
+        n_i = M
+        if hasattr(allreduce, "gather"):
+            # one exchange: every shard's (sum, M2, count); each shard then combines them itself, in
+            # shard order, with exactly the arithmetic of the two reductions below
+            vec = xp.empty(2 * C + 1, dtype=xp.float64)
+            vec[:C], vec[C:2 * C], vec[-1] = local_sum, local_m2, M
+            every = allreduce.gather(vec)                                       # (shards, 2 C + 1)
+            counts = [int(c) for c in every[:, -1]]
+            M = sum(counts)
+            total = every[0, :C].copy()
+            for row in every[1:]:
+                total += row[:C]
+            mean64 = total / M
+            # shard j's term M2_j + n_j (m_j - mean)^2, with m_j as shard j computed it (in x's dtype)
+            terms = [row[C:2 * C] + n_j * ((row[:C].astype(x.dtype) / n_j).astype(xp.float64) - mean64) ** 2
+                     for row, n_j in zip(every, counts)]
+            m2 = terms[0]
+            for term in terms[1:]:
+                m2 += term
+            var[...] = m2 / M
+        else:
+            vec = xp.empty(C + 1, dtype=xp.float64)
+            vec[:C], vec[-1] = local_sum, M
+            total = allreduce(vec)
+            M = int(total[-1])
+            mean64 = total[:C] / M
+            m2 = local_m2 + n_i * (local_mean.astype(xp.float64) - mean64) ** 2
+            var[...] = allreduce(m2) / M
         mean[...] = mean64
-        var[...] = allreduce(m2) / M
         shift = (local_mean - mean64).astype(x.dtype)                           # (C,) m_i - mean
         train_stats = False                                                     # done: part() normalises
     else:
