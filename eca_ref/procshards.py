@@ -228,6 +228,14 @@ def _reduce_capacity(cfg) -> int:
     return 2 * max(s.cout for s in resnet.block_specs(cfg)) + 1
 
 
+def _spin_until_readable(conn, seconds: float = 0.001) -> None:
+    """Poll the pipe without sleeping for up to ``seconds`` (a message usually comes within that time;
+    a sleeping process takes tens of microseconds to wake), then return either way."""
+    deadline = time.perf_counter() + seconds
+    while not conn.poll() and time.perf_counter() < deadline:
+        pass
+
+
 # ------------------------------------------------------------------ the worker process
 
 def _worker_main(conn, shard: int, n: int, rdv: _Rendezvous, tune_malloc: bool) -> None:
@@ -250,6 +258,7 @@ def _worker_main(conn, shard: int, n: int, rdv: _Rendezvous, tune_malloc: bool) 
 
     while True:
         try:
+            _spin_until_readable(conn)
             msg = conn.recv()
         except (EOFError, OSError):
             return
@@ -393,6 +402,7 @@ class ShardProcesses:
         errors = []
         for i in sorted(self._pending):
             conn, p = self.conns[i - 1], self.procs[i - 1]
+            _spin_until_readable(conn)
             while not conn.poll(_POLL_S):
                 if not p.is_alive():
                     codes = p.exitcode
