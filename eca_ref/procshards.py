@@ -121,8 +121,8 @@ class _Rendezvous:
 
     A waiting process first watches a shared counter for up to SPIN_S seconds before it sleeps on
     its semaphore: waking a sleeping process took 66 us a barrier on the 2-core machine, and a
-    training step of the default net passes 27 of them (the shards arrive within microseconds of
-    each other most of the time)."""
+    training step of the default net passes 18 of them (one per batch norm and pass; the shards
+    arrive within a millisecond of each other most of the time)."""
 
     SPIN_S = 0.001
 
