@@ -327,7 +327,8 @@ def _main_module_hidden():
                 main.__dict__[k] = None
         yield
     finally:
-        main.__dict__.update(saved) if saved else None
+        if saved:
+            main.__dict__.update(saved)
 
 
 def _serially(fn, *args):
