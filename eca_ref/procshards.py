@@ -65,6 +65,28 @@ def _shm_dir() -> str:
     return tempfile.gettempdir()
 
 
+def _remove_stale_files() -> None:
+    """Remove the shared files of eca-ref processes that are gone (killed before they could)."""
+    folder = _shm_dir()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 4 or parts[:2] != ["eca", "ref"] or not parts[2].isdigit():
+            continue
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+        except OSError:  # alive, someone else's
+            pass
+
+
 class _SharedFile:
     """A file mapped into memory by the parent and a worker; replaced by a larger one when needed."""
 
@@ -353,6 +375,7 @@ class ShardProcesses:
 
     def __init__(self, n: int, *, tune_malloc: bool = False):
         self.n = check_int(n, "processes", min_value=2)
+        _remove_stale_files()
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: safe beside this process's threads
         self.rdv = _Rendezvous(ctx, self.n)
         self.conns, self.procs = [], []
@@ -460,6 +483,7 @@ class ShardProcesses:
         from eca_ref import parallel  # noqa: PLC0415
         from eca_ref.models import resnet  # noqa: PLC0415
 
+        self._check_usable()
         N = x.shape[0]
         bounds = tuple(parallel.split(N, self.n))
         dtype = x.dtype
@@ -498,6 +522,7 @@ class ShardProcesses:
     def backward(self, dlogits, cache: ProcCache) -> dict:
         from eca_ref.models import resnet  # noqa: PLC0415
 
+        self._check_usable()
         if cache.pool is not self:
             raise InputError("cache comes from another processes() block")
         if cache.pass_id != self.pass_id:

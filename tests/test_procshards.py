@@ -215,6 +215,18 @@ def test_a_dead_worker_is_reported_and_its_files_removed():
     assert not any(os.path.exists(p) for p in paths)
 
 
+def test_files_of_a_killed_process_are_removed_by_the_next_pool(tmp_path):
+    # a process killed before it could clean up leaves its shared files behind
+    script = "from eca_ref import procshards; import os, time\n" \
+             "p = procshards.ShardProcesses(2); p.files[1]['in'].ensure(1000); print(p.files[1]['in'].path, flush=True)\n" \
+             "os.kill(os.getpid(), 9)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    left = out.stdout.strip()
+    assert left and os.path.exists(left)
+    with procshards.processes(2):
+        assert not os.path.exists(left)
+
+
 def test_the_workers_stop_with_the_block():
     cfg, params, buffers, x, dl = _net(np.float64)
     with procshards.processes(2):
@@ -224,6 +236,7 @@ def test_the_workers_stop_with_the_block():
     assert not any(p.is_alive() for p in pool.procs)
     with pytest.raises(procshards.WorkerError, match="stopped"):
         resnet_backward(dl, cache)
+    assert not [f for files in pool.files for f in files.values() if f.path] and pool.red.path is None
 
 
 def test_nested_blocks_reuse_the_workers(pool2):
