@@ -186,6 +186,7 @@ def test_preset_sets_its_fields_and_explicit_options_win(data_dir, tmp_path):
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())["train"]
     assert saved["depth"] == 20 and saved["epochs"] == 1 and saved["width"] == 1  # preset depth, explicit epochs
+    assert saved["lr"] == 0.4 and saved["warmup"] == 0.15
     r = run("train", "--resume", out, "--preset", "d20", "--data-dir", data_dir)  # epochs 30 contradicts 1
     assert r.exit_code == 2 and "epochs=30 (saved: 1)" in _one_error_line(r)
     r = run("train", "--resume", out, "--preset", "d20", "--epochs", "1", "--data-dir", data_dir)

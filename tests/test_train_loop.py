@@ -235,6 +235,6 @@ def test_preset_config():
 
     assert preset_config("default") == TrainConfig()
     cfg = preset_config("d20", epochs=3)
-    assert (cfg.depth, cfg.epochs, cfg.width) == (20, 3, 16)
+    assert (cfg.depth, cfg.epochs, cfg.width, cfg.lr, cfg.warmup) == (20, 3, 16, 0.4, 0.15)
     with pytest.raises(InputError, match="preset must be one of default, d20, got 'd50'"):
         preset_config("d50")
