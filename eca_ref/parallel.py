@@ -14,6 +14,9 @@ the Python threads run at the same time; BLAS is set to one thread meanwhile.
    batch, as without shards), and the backward pass sums the shards' parameter gradients. One
    hand-over per pass instead of a few hundred: a default training step took 158-166 ms this
    way against 171-187 ms with the layers split (2 cores, docs/results.md).
+   :mod:`eca_ref.procshards` runs the same shards in worker processes instead, with the same
+   results: faster, since threads hand Python's interpreter lock over at every NumPy call (the
+   commands' default; ``--workers threads`` uses this module).
 2. **Inside one layer.** Called on their own (not in a shard), the convolution hands its chunks
    of im2col columns, and batch-norm, ReLU, the residual additions and the attention module hand
    ranges of channels, to the threads (:func:`run`, :func:`split`, :func:`over_channels`).
