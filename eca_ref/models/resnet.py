@@ -416,7 +416,8 @@ class ShardedCache(NamedTuple):
 
 
 def _forward_sharded(x, params, buffers, cfg, train, gates=None):
-    """_forward over the shards of x (one shard, in this thread, outside parallel.threads)."""
+    """_forward over the shards of x: in worker processes inside procshards.processes, in threads
+    inside parallel.threads, else (or for a batch too small to shard) in one piece in this thread."""
     xp = get_xp()
     pool = procshards.active_pool()
     if pool is not None and gates is None and x.shape[0] >= pool.n * MIN_SHARD:
@@ -459,8 +460,10 @@ def resnet_forward(x, params, buffers, cfg: ResNetConfig, *, train: bool):
         (logits, cache, new_buffers) -- new_buffers holds the updated BN running statistics in train
         mode (the same arrays in eval mode); the inputs are never mutated.
 
-    Inside ``parallel.threads(n)`` the batch runs as n shards in parallel (see MIN_SHARD); the
-    result is the same function (batch statistics of the whole batch), summed in another order.
+    Inside ``parallel.threads(n)`` the batch runs as n shards in parallel threads, inside
+    ``procshards.processes(n)`` in this process and n - 1 worker processes (see MIN_SHARD; the two
+    give the same numbers); the result is the same function (batch statistics of the whole batch),
+    summed in another order.
     """
     _check_model_inputs(x, params, buffers, cfg)
     return _forward_sharded(x, params, buffers, cfg, bool(train))
