@@ -66,7 +66,10 @@ def _shm_dir() -> str:
 
 
 def _remove_stale_files() -> None:
-    """Remove the shared files of eca-ref processes that are gone (killed before they could)."""
+    """Remove the shared files of eca-ref processes that are gone (killed before they could).
+    POSIX only: elsewhere os.kill(pid, 0) is not a harmless probe."""
+    if os.name != "posix":
+        return
     folder = _shm_dir()
     try:
         names = os.listdir(folder)
