@@ -6,6 +6,7 @@ import json
 import click
 
 from eca_ref.attention import VARIANTS
+from eca_ref.procshards import WORKERS
 
 
 def _parse_shape(text: str) -> tuple:
@@ -104,7 +105,7 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
               help="Input shape of the ECA benchmark (repeatable; default 128x64x8x8 and 32x256x56x56).")
 @click.option("--threads", type=int, default=None,
               help="CPU cores for eca-ref and threads for PyTorch [default: every available core].")
-@click.option("--workers", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
+@click.option("--workers", type=click.Choice(list(WORKERS)), default="processes", show_default=True,
               help="What runs eca-ref's shards of the training step: worker processes or threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bench(repeats, warmup, batch, depth, width, attention, with_torch, step, eca, tune_malloc, eca_shapes, threads,

@@ -99,7 +99,9 @@ def _threads_option(f):
 
 
 def _cores_options(f):
-    f = click.option("--workers", type=click.Choice(["processes", "threads"]), default="processes", show_default=True,
+    from eca_ref.procshards import WORKERS
+
+    f = click.option("--workers", type=click.Choice(list(WORKERS)), default="processes", show_default=True,
                      help="What runs the shards: worker processes (faster) or threads of this process "
                           "(the same results).")(f)
     return click.option("--threads", type=int, default=None,

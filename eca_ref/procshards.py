@@ -592,6 +592,17 @@ def active_pool():
 
 
 @contextmanager
+def _pool_in_effect(pool):
+    """The model's passes use ``pool`` (None: no worker processes) inside the block."""
+    outer = active_pool()
+    _active.pool = pool
+    try:
+        yield
+    finally:
+        _active.pool = outer
+
+
+@contextmanager
 def processes(n: int | None = None, *, tune_malloc: bool | None = None):
     """Run the model's shards in n processes inside the block (this one and n - 1 workers).
 
@@ -615,11 +626,8 @@ def processes(n: int | None = None, *, tune_malloc: bool | None = None):
         n = 1
     with parallel.threads(1):  # this process: serial layers, one BLAS thread
         if n == 1:
-            _active.pool, saved = None, outer
-            try:
+            with _pool_in_effect(None):
                 yield 1
-            finally:
-                _active.pool = saved
             return
         if outer is not None and outer.n == n and not outer.closed:
             yield n
@@ -628,11 +636,10 @@ def processes(n: int | None = None, *, tune_malloc: bool | None = None):
             from eca_ref.bench import allocator_tuned  # noqa: PLC0415
             tune_malloc = allocator_tuned()
         pool = ShardProcesses(n, tune_malloc=tune_malloc)
-        _active.pool = pool
         try:
-            yield n
+            with _pool_in_effect(pool):
+                yield n
         finally:
-            _active.pool = outer
             pool.close()
 
 
@@ -654,10 +661,5 @@ def use_cores(n: int | None = None, workers: str | None = None):
         with processes(n) as k:
             yield k
         return
-    outer = active_pool()
-    _active.pool = None  # threads, even inside a processes block
-    try:
-        with parallel.threads(n) as k:
-            yield k
-    finally:
-        _active.pool = outer
+    with _pool_in_effect(None), parallel.threads(n) as k:  # threads, even inside a processes block
+        yield k
