@@ -125,7 +125,7 @@ def _given(ctx, name) -> bool:
 
 
 _CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "lr", "schedule", "warmup",
-                   "momentum", "weight_decay", "label_smoothing", "augment", "seed", "limit")
+                   "momentum", "weight_decay", "label_smoothing", "augment", "zero_init_residual", "seed", "limit")
 
 
 @click.command("train")
@@ -156,6 +156,8 @@ _CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "
 @click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True)
 @click.option("--augment/--no-augment", default=_default("augment"), show_default=True,
               help="Random crop (4-pixel padding) and horizontal flip.")
+@click.option("--zero-init-residual/--no-zero-init-residual", default=_default("zero_init_residual"), show_default=True,
+              help="Start each block's second BN weight at 0, so every block starts as its shortcut.")
 @_cores_options
 @_malloc_option
 @click.pass_context

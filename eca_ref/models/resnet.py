@@ -164,13 +164,18 @@ def buffer_shapes(cfg: ResNetConfig) -> dict:
     return dict(_shapes(cfg)[1])
 
 
-def init_resnet(cfg: ResNetConfig, rng: numpy.random.Generator, dtype=numpy.float32):
+def init_resnet(cfg: ResNetConfig, rng: numpy.random.Generator, dtype=numpy.float32, *,
+                zero_init_residual: bool = False):
     """Fresh parameters and buffers, initialised like torchvision's and the CIFAR ResNets':
 
     conv weights Kaiming normal (fan_out, ReLU gain): std = sqrt(2 / (F kh kw)); BN weight 1,
     bias 0, running mean 0, running var 1; linear weight and bias uniform(-1/sqrt(in), 1/sqrt(in))
     (PyTorch's default); attention parameters by the variant's ``init_params``. Parameters are drawn
     from ``rng`` in the order of :func:`param_shapes`, so one seed gives one network.
+
+    zero_init_residual: every block's second BN weight (gamma) starts at 0 instead of 1, so the
+    residual branch outputs 0 and each block starts as its shortcut (Goyal et al., 2017;
+    torchvision's ``zero_init_residual``). The random draws are the same either way.
 
     Returns:
         (params, buffers): two flat dicts of arrays with dotted names.
@@ -183,6 +188,8 @@ def init_resnet(cfg: ResNetConfig, rng: numpy.random.Generator, dtype=numpy.floa
     dtype = numpy.dtype(dtype)
     if dtype not in (numpy.float32, numpy.float64):
         raise InputTypeError(f"dtype must be float32 or float64, got {dtype}")
+    if not isinstance(zero_init_residual, bool):
+        raise InputTypeError(f"zero_init_residual must be a bool, got {type(zero_init_residual).__name__}")
     v = VARIANTS[cfg.attention]
     pshapes, bshapes = _shapes(cfg)
     specs = {s.name: s for s in block_specs(cfg)}
@@ -205,7 +212,7 @@ def init_resnet(cfg: ResNetConfig, rng: numpy.random.Generator, dtype=numpy.floa
             bound = 1.0 / math.sqrt(pshapes["fc.weight"][1])
             a = rng.uniform(-bound, bound, size=shape)
         elif name.endswith(".weight"):  # BN gamma
-            a = numpy.ones(shape)
+            a = numpy.zeros(shape) if zero_init_residual and _layer_of(name) == "bn2" else numpy.ones(shape)
         else:  # BN beta
             a = numpy.zeros(shape)
         params[name] = xp.asarray(a.astype(dtype))

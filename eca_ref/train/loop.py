@@ -79,6 +79,7 @@ class TrainConfig:
     nesterov: bool = True
     label_smoothing: float = 0.0
     augment: bool = True
+    zero_init_residual: bool = False    # each block's second BN weight starts at 0 (the block starts as its shortcut)
     seed: int = 0
     limit: int | None = None            # use only the first `limit` train and test images
 
@@ -96,6 +97,8 @@ class TrainConfig:
             raise InputError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not (isinstance(self.warmup, (int, float)) and 0.0 <= self.warmup < 1.0):
             raise InputError(f"warmup must be a fraction in [0, 1), got {self.warmup!r}")
+        if not isinstance(self.zero_init_residual, bool):
+            raise InputError(f"zero_init_residual must be true or false, got {self.zero_init_residual!r}")
         SGDConfig(self.momentum, self.weight_decay, self.nesterov)
         self.model_config()                                   # validates attention, depth, width, k
 
@@ -406,7 +409,8 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
     run_dir = prepare_run_dir(out, new=True)
     data = load_data(cfg, data_dir)
     init_ss, data_ss = np.random.SeedSequence(cfg.seed).spawn(2)
-    params, buffers = init_resnet(cfg.model_config(), np.random.default_rng(init_ss), dtype=np.float32)
+    params, buffers = init_resnet(cfg.model_config(), np.random.default_rng(init_ss), dtype=np.float32,
+                                  zero_init_residual=cfg.zero_init_residual)
     st = _State(params=params, buffers=buffers, momentum=sgd_init(params),
                 rng_state=np.random.default_rng(data_ss).bit_generator.state)
     sched = _schedule(cfg, len(data.train_y))
