@@ -217,3 +217,29 @@ def test_bad_model_inputs():
     _, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
     with pytest.raises(InputError, match="dlogits must have shape"):
         resnet_backward(np.zeros((3, 10)), cache)
+
+
+def test_zero_init_residual_makes_every_block_its_shortcut():
+    cfg = ResNetConfig(depth=14, width=4)
+    base, buffers = init_resnet(cfg, np.random.default_rng(3), dtype=np.float64)
+    params, _ = init_resnet(cfg, np.random.default_rng(3), dtype=np.float64, zero_init_residual=True)
+    changed = sorted(k for k in params if not np.array_equal(params[k], base[k]))
+    assert changed == sorted(f"{s.name}.bn2.weight" for s in block_specs(cfg))  # the same draws otherwise
+    assert all(not params[k].any() for k in changed)
+    # each residual branch outputs exactly 0: the logits do not depend on the branches' conv weights
+    x, _ = _batch(N=4)
+    logits, _, _ = resnet_forward(x, params, buffers, cfg, train=True)
+    rng = np.random.default_rng(9)
+    other = {k: (rng.standard_normal(v.shape) if k.endswith(("conv1.weight", "conv2.weight")) else v)
+             for k, v in params.items()}
+    logits2, _, _ = resnet_forward(x, other, buffers, cfg, train=True)
+    assert np.array_equal(logits, logits2)
+    logits3, _, _ = resnet_forward(x, {**base, **{k: other[k] for k in other if "conv" in k}}, buffers, cfg, train=True)
+    assert not np.allclose(logits, logits3)  # with gamma 1 the branches count
+    # and the zero gammas still learn: their gradient is not zero
+    dlogits = softmax_cross_entropy(logits, np.array([0, 1, 2, 3]))[1]
+    _, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
+    grads = resnet_backward(dlogits, cache)
+    assert all(np.abs(grads[k]).max() > 1e-6 for k in changed)
+    with pytest.raises(InputTypeError, match="zero_init_residual must be a bool"):
+        init_resnet(cfg, np.random.default_rng(0), zero_init_residual=1)

@@ -75,6 +75,8 @@ def test_resume_with_agreeing_option_is_fine_and_contradiction_refused(straight,
     assert r.exit_code == 2
     line = _one_error_line(r)
     assert "contradict" in line and "lr=0.3" in line and "epochs=5" in line
+    r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--zero-init-residual")
+    assert r.exit_code == 2 and "zero_init_residual=True (saved: False)" in _one_error_line(r)
 
 
 def test_unwritable_out_dir(data_dir, tmp_path):

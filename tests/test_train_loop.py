@@ -181,6 +181,23 @@ def test_config_validation():
         TrainConfig(attention="nope")
     with pytest.raises(CheckpointError, match="unknown fields"):
         TrainConfig.from_dict({"epochs": 1, "colour": "red"})
+    with pytest.raises(InputError, match="zero_init_residual must be true or false"):
+        TrainConfig(zero_init_residual="yes")
+    # a config saved before zero_init_residual existed reads as the old behaviour
+    old = {k: v for k, v in TrainConfig(epochs=3).to_dict().items() if k != "zero_init_residual"}
+    assert TrainConfig.from_dict(old) == TrainConfig(epochs=3)
+
+
+def test_zero_init_residual_run(data_dir, tmp_path, straight):
+    r = train(TrainConfig(**TINY, zero_init_residual=True), tmp_path / "zi", data_dir=data_dir, stop_after=1)
+    groups, _ = load_checkpoint(tmp_path / "zi")
+    saved = json.loads((tmp_path / "zi" / "config.json").read_text())["train"]
+    assert saved["zero_init_residual"] is True and r.epoch == 1
+    r = resume(tmp_path / "zi", data_dir=data_dir)
+    assert r.status == "finished" and r.epoch == 2
+    # it trained the zero gammas (they moved off 0) and is another run than the default init
+    assert all(np.abs(r.params[k]).max() > 0 for k in r.params if k.endswith("bn2.weight"))
+    assert not np.array_equal(r.params["fc.weight"], straight.params["fc.weight"])
 
 
 def test_evaluate_and_confusion(straight, data_dir):
