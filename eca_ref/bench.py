@@ -8,7 +8,8 @@ Both are timed against references measured in the same process on the same machi
   ``x * s[:, :, None, None]`` of the same array), and against PyTorch autograd on the same module
   (Conv1d over GAP).
 
-Every number is the median of ``repeats`` timed runs after ``warmup`` untimed ones.
+Every number is the median of ``repeats`` timed runs after ``warmup`` untimed ones; what is compared
+is timed in turns (:func:`time_interleaved`), so the ratios hold even on a machine whose speed drifts.
 Results are plain dicts (JSON-ready); ``eca-ref bench`` prints them as tables.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from eca_ref.functional.loss import softmax_cross_entropy
 from eca_ref.models import ResNetConfig, block_specs, decay_keys, init_resnet, resnet_backward, resnet_forward
 from eca_ref.validation import check_int
 
-__all__ = ["ECA_SHAPES", "tune_allocator", "time_median", "bench_train_step", "bench_eca",
+__all__ = ["ECA_SHAPES", "tune_allocator", "time_median", "time_interleaved", "bench_train_step", "bench_eca",
            "make_torch_resnet", "torch_name", "environment"]
 
 ECA_SHAPES = ((128, 64, 8, 8), (32, 256, 56, 56))
@@ -72,21 +73,38 @@ def time_median(fn, *, repeats: int, warmup: int, sync=None) -> dict:
     The device is synchronised after each call (backend.synchronize: a no-op for NumPy, needed for
     CuPy's asynchronous kernels); ``sync`` adds another wait, e.g. for another library's device.
     """
+    return time_interleaved({"fn": fn}, repeats=repeats, warmup=warmup, sync=sync)["fn"]
+
+
+def time_interleaved(fns: dict, *, repeats: int, warmup: int, sync=None) -> dict:
+    """:func:`time_median` of several functions timed in turns: {name: {"median_ms", ...}}.
+
+    Each of the ``repeats`` rounds calls every function once, in reverse order every other round.
+    A machine whose speed drifts during the measurement (a shared machine's neighbours, a CPU
+    clock that changes) then slows every function alike, so the ratio of two medians compares the
+    functions, not the moments at which they ran.
+    """
     from eca_ref.backend import synchronize
 
+    names = list(fns)
     for _ in range(warmup):
-        fn()
+        for name in names:
+            fns[name]()
     synchronize()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        synchronize()
-        if sync is not None:
-            sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {"median_ms": float(numpy.median(times)), "min_ms": times[0], "max_ms": times[-1], "repeats": repeats}
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            fns[name]()
+            synchronize()
+            if sync is not None:
+                sync()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, t in times.items():
+        t.sort()
+        out[name] = {"median_ms": float(numpy.median(t)), "min_ms": t[0], "max_ms": t[-1], "repeats": repeats}
+    return out
 
 
 def _torch():
@@ -250,15 +268,18 @@ def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repea
     batch = check_int(batch, "batch", min_value=2)
     repeats = check_int(repeats, "repeats", min_value=1)
     warmup = check_int(warmup, "warmup", min_value=0)
-    with procshards.use_cores(threads, workers) as threads:
-        numpy_time = time_median(_NumpyStep(cfg, batch), repeats=repeats, warmup=warmup)
-    result = {"config": {"depth": cfg.depth, "width": cfg.width, "attention": cfg.attention, "batch": batch},
-              "threads": threads, "workers": workers, "numpy": numpy_time}
-    result["numpy"]["images_per_s"] = batch / result["numpy"]["median_ms"] * 1e3
     torch = _torch() if with_torch else None
-    if torch is not None and cfg.attention in ("eca", "none"):
-        result["torch"] = time_median(_torch_step(cfg, batch, threads), repeats=repeats, warmup=warmup)
-        result["torch"]["images_per_s"] = batch / result["torch"]["median_ms"] * 1e3
+    with_torch = torch is not None and cfg.attention in ("eca", "none")
+    with procshards.use_cores(threads, workers) as threads:
+        steps = {"numpy": _NumpyStep(cfg, batch)}
+        if with_torch:
+            steps["torch"] = _torch_step(cfg, batch, threads)
+        times = time_interleaved(steps, repeats=repeats, warmup=warmup)
+    result = {"config": {"depth": cfg.depth, "width": cfg.width, "attention": cfg.attention, "batch": batch},
+              "threads": threads, "workers": workers, **times}
+    for name in times:
+        result[name]["images_per_s"] = batch / result[name]["median_ms"] * 1e3
+    if with_torch:
         result["ratio"] = result["numpy"]["median_ms"] / result["torch"]["median_ms"]
     return result
 
@@ -306,16 +327,10 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
             out, cache = v.forward(x, params, check_finite=False)
             return v.backward(dout, cache)
 
-        with parallel.threads(threads) as n:
-            row = {"shape": list(shape), "k": int(params["w"].shape[0]), "threads": n,
-                   "B": time_median(baseline, repeats=repeats, warmup=warmup),
-                   "forward": time_median(fwd, repeats=repeats, warmup=warmup),
-                   "forward_backward": time_median(fwd_bwd, repeats=repeats, warmup=warmup)}
-        row["forward_over_B"] = row["forward"]["median_ms"] / row["B"]["median_ms"]
-        row["forward_backward_over_B"] = row["forward_backward"]["median_ms"] / row["B"]["median_ms"]
+        fns = {"B": baseline, "forward": fwd, "forward_backward": fwd_bwd}
+        kk = int(params["w"].shape[0])
         if torch is not None:
             torch.set_num_threads(threads)
-            kk = row["k"]
             conv = torch.nn.Conv1d(1, 1, kk, padding=(kk - 1) // 2, bias=False)
             with torch.no_grad():
                 conv.weight.copy_(torch.as_tensor(numpy.asarray(params["w"])).reshape(1, 1, kk))
@@ -336,8 +351,13 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
                 tmodule(inp).backward(tdout)
                 return inp.grad
 
-            row["torch_forward"] = time_median(tfwd, repeats=repeats, warmup=warmup)
-            row["torch_forward_backward"] = time_median(tfwd_bwd, repeats=repeats, warmup=warmup)
+            fns.update(torch_forward=tfwd, torch_forward_backward=tfwd_bwd)
+        with parallel.threads(threads) as n:
+            row = {"shape": list(shape), "k": kk, "threads": n,
+                   **time_interleaved(fns, repeats=repeats, warmup=warmup)}
+        row["forward_over_B"] = row["forward"]["median_ms"] / row["B"]["median_ms"]
+        row["forward_backward_over_B"] = row["forward_backward"]["median_ms"] / row["B"]["median_ms"]
+        if torch is not None:
             row["forward_over_torch"] = row["forward"]["median_ms"] / row["torch_forward"]["median_ms"]
             row["forward_backward_over_torch"] = (row["forward_backward"]["median_ms"]
                                                   / row["torch_forward_backward"]["median_ms"])

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from eca_ref import parallel
-from eca_ref.bench import bench_eca, bench_train_step, time_median
+from eca_ref.bench import bench_eca, bench_train_step, time_interleaved, time_median
 from eca_ref.cli import main
 from eca_ref.cli_bench import COMMANDS
 from eca_ref.models import ResNetConfig
@@ -21,6 +21,20 @@ TINY = ["--repeats", "1", "--warmup", "0", "--batch", "4", "--width", "2", "--ec
 def test_time_median():
     r = time_median(lambda: None, repeats=3, warmup=1)
     assert r["repeats"] == 3 and 0 <= r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+
+
+def test_time_interleaved_takes_turns():
+    import time
+    calls = []
+
+    def slow():
+        calls.append("slow")
+        time.sleep(0.004)
+
+    r = time_interleaved({"slow": slow, "fast": lambda: calls.append("fast")}, repeats=3, warmup=1)
+    # warmup, then every round calls both, in reverse order every other round
+    assert calls == ["slow", "fast", "slow", "fast", "fast", "slow", "slow", "fast"]
+    assert r["slow"]["min_ms"] >= 4.0 > r["fast"]["max_ms"] and r["fast"]["repeats"] == 3
 
 
 def test_bench_train_step_numpy_only():
