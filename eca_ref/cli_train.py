@@ -124,10 +124,6 @@ def _given(ctx, name) -> bool:
     return src not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
-_CONFIG_OPTIONS = ("attention", "depth", "width", "k", "epochs", "batch_size", "lr", "schedule", "warmup",
-                   "momentum", "weight_decay", "label_smoothing", "augment", "zero_init_residual", "seed", "limit")
-
-
 @click.command("train")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
               help="A named recipe: d20 = --depth 20 --epochs 30 --lr 0.4 --warmup 0.15 (options given explicitly win).")
