@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from eca_ref.models.resnet import CONV_INITS
 from eca_ref.train.loop import PRESETS, TrainConfig
 
 _DEFAULTS = TrainConfig.__dataclass_fields__
@@ -154,6 +155,8 @@ def _given(ctx, name) -> bool:
               help="Random crop (4-pixel padding) and horizontal flip.")
 @click.option("--zero-init-residual/--no-zero-init-residual", default=_default("zero_init_residual"), show_default=True,
               help="Start each block's second BN weight at 0, so every block starts as its shortcut.")
+@click.option("--init", type=click.Choice(list(CONV_INITS)), default=_default("init"), show_default=True,
+              help="Conv weights: Kaiming normal (fan out) or PyTorch's Conv2d default (uniform, std 1/sqrt(3 fan_in)).")
 @_cores_options
 @_malloc_option
 @click.pass_context

@@ -243,3 +243,26 @@ def test_zero_init_residual_makes_every_block_its_shortcut():
     assert all(np.abs(grads[k]).max() > 1e-6 for k in changed)
     with pytest.raises(InputTypeError, match="zero_init_residual must be a bool"):
         init_resnet(cfg, np.random.default_rng(0), zero_init_residual=1)
+
+
+def test_pytorch_init_draws_conv_weights_like_conv2d_and_nothing_else_differently():
+    cfg = ResNetConfig(depth=8, width=16)
+    kaiming, _ = init_resnet(cfg, np.random.default_rng(5), dtype=np.float64)
+    params, buffers = init_resnet(cfg, np.random.default_rng(5), dtype=np.float64, init="pytorch")
+    w = params["stage3.block0.conv2.weight"]                       # (64, 64, 3, 3): 36,864 values
+    bound = 1.0 / np.sqrt(64 * 9)                                   # 1/sqrt(fan_in)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.999 * bound
+    assert abs(w.std() / (bound / np.sqrt(3)) - 1) < 0.02         # uniform: std = bound / sqrt(3)
+    assert abs(w.mean()) < 0.01 * bound
+    # Kaiming normal (fan out) of the same layer: std sqrt(2 / (64 * 9)), 2.45 times larger
+    assert abs(kaiming["stage3.block0.conv2.weight"].std() / np.sqrt(2 / 576) - 1) < 0.02
+    stem = params["stem.conv.weight"]                               # fan_in = 3 * 3 * 3
+    assert np.abs(stem).max() <= 1 / np.sqrt(27)
+    # BN and attention parameters are the same constants/draw rules either way
+    for k, a in params.items():
+        if ".bn" in k or k.startswith("stem.bn") or ".attn." in k:
+            assert a.shape == kaiming[k].shape
+        if k.endswith(("bn1.weight", "bn2.weight", "bn.weight")):
+            assert np.array_equal(a, np.ones_like(a))
+    with pytest.raises(InputError, match="init must be one of kaiming, pytorch, got 'xavier'"):
+        init_resnet(cfg, np.random.default_rng(0), init="xavier")

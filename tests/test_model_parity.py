@@ -42,3 +42,20 @@ def test_parity_resnet(attention):
     model.eval()
     elogits = resnet_forward(x, params, new_buffers, cfg, train=False)[0]
     np.testing.assert_allclose(elogits, model(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-10)
+
+
+def test_parity_pytorch_init_is_conv2d_default():
+    """init="pytorch" draws from the distribution torch.nn.Conv2d itself uses (kaiming_uniform_, a=sqrt(5))."""
+    cfg = ResNetConfig(depth=8, width=16)
+    params, _ = init_resnet(cfg, np.random.default_rng(0), dtype=np.float64, init="pytorch")
+    torch.manual_seed(0)
+    twin = make_torch_resnet(cfg)                      # PyTorch's own default initialisation
+    state = twin.state_dict()
+    for name, a in params.items():
+        if name.endswith("conv1.weight") or name.endswith("conv2.weight") or name.endswith("conv.weight"):
+            t = state[torch_name(name)].double().numpy()
+            fan_in = a[0].size
+            # both uniform on the same interval: the same bound (the extremes) and standard deviation
+            assert np.abs(t).max() <= 1 / np.sqrt(fan_in) + 1e-7 and np.abs(a).max() <= 1 / np.sqrt(fan_in)
+            if a.size >= 4096:
+                assert abs(a.std() / t.std() - 1) < 0.05, name

@@ -77,6 +77,10 @@ def test_resume_with_agreeing_option_is_fine_and_contradiction_refused(straight,
     assert "contradict" in line and "lr=0.3" in line and "epochs=5" in line
     r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--zero-init-residual")
     assert r.exit_code == 2 and "zero_init_residual=True (saved: False)" in _one_error_line(r)
+    r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--init", "pytorch")
+    assert r.exit_code == 2 and "init='pytorch' (saved: 'kaiming')" in _one_error_line(r)
+    r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--init", "he")
+    assert r.exit_code == 2 and "--init" in _one_error_line(r)
 
 
 def test_unwritable_out_dir(data_dir, tmp_path):

@@ -183,8 +183,10 @@ def test_config_validation():
         TrainConfig.from_dict({"epochs": 1, "colour": "red"})
     with pytest.raises(InputError, match="zero_init_residual must be true or false"):
         TrainConfig(zero_init_residual="yes")
-    # a config saved before zero_init_residual existed reads as the old behaviour
-    old = {k: v for k, v in TrainConfig(epochs=3).to_dict().items() if k != "zero_init_residual"}
+    with pytest.raises(InputError, match="init must be one of kaiming, pytorch, got 'he'"):
+        TrainConfig(init="he")
+    # a config saved before zero_init_residual and init existed reads as the old behaviour
+    old = {k: v for k, v in TrainConfig(epochs=3).to_dict().items() if k not in ("zero_init_residual", "init")}
     assert TrainConfig.from_dict(old) == TrainConfig(epochs=3)
 
 
@@ -255,3 +257,15 @@ def test_preset_config():
     assert (cfg.depth, cfg.epochs, cfg.width, cfg.lr, cfg.warmup) == (20, 3, 16, 0.4, 0.15)
     with pytest.raises(InputError, match="preset must be one of default, d20, got 'd50'"):
         preset_config("d50")
+
+
+def test_pytorch_init_run(data_dir, tmp_path, straight):
+    r = train(TrainConfig(**TINY, init="pytorch"), tmp_path / "pt", data_dir=data_dir, stop_after=1)
+    saved = json.loads((tmp_path / "pt" / "config.json").read_text())["train"]
+    assert saved["init"] == "pytorch" and r.epoch == 1
+    r = resume(tmp_path / "pt", data_dir=data_dir)                      # resumes with the saved init
+    assert r.status == "finished" and r.epoch == 2
+    again = train(TrainConfig(**TINY, init="pytorch"), tmp_path / "pt2", data_dir=data_dir)
+    for k in r.params:                                                  # stopped + resumed == straight
+        assert np.array_equal(r.params[k], again.params[k]), k
+    assert not np.array_equal(r.params["fc.weight"], straight.params["fc.weight"])

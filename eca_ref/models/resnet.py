@@ -164,14 +164,24 @@ def buffer_shapes(cfg: ResNetConfig) -> dict:
     return dict(_shapes(cfg)[1])
 
 
+CONV_INITS = ("kaiming", "pytorch")   # init_resnet(init=...): how the conv weights are drawn
+
+
 def init_resnet(cfg: ResNetConfig, rng: numpy.random.Generator, dtype=numpy.float32, *,
-                zero_init_residual: bool = False):
+                zero_init_residual: bool = False, init: str = "kaiming"):
     """Fresh parameters and buffers, initialised like torchvision's and the CIFAR ResNets':
 
     conv weights Kaiming normal (fan_out, ReLU gain): std = sqrt(2 / (F kh kw)); BN weight 1,
     bias 0, running mean 0, running var 1; linear weight and bias uniform(-1/sqrt(in), 1/sqrt(in))
     (PyTorch's default); attention parameters by the variant's ``init_params``. Parameters are drawn
     from ``rng`` in the order of :func:`param_shapes`, so one seed gives one network.
+
+    init: "kaiming" (the above) or "pytorch": conv weights as PyTorch's ``Conv2d`` draws them by
+    default, ``kaiming_uniform_(a=sqrt(5))`` = uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
+    fan_in = C kh kw, a standard deviation 1/sqrt(3 fan_in): 2.4 times smaller than "kaiming" for a
+    3x3 conv with as many channels in as out. Behind a batch norm the scale of a conv's weights does
+    not change the function, but smaller weights take larger relative steps (docs/results.md, "The
+    trainer against PyTorch's"). Everything else is drawn as with "kaiming".
 
     zero_init_residual: every block's second BN weight (gamma) starts at 0 instead of 1, so the
     residual branch outputs 0 and each block starts as its shortcut (Goyal et al., 2017;
@@ -190,6 +200,8 @@ def init_resnet(cfg: ResNetConfig, rng: numpy.random.Generator, dtype=numpy.floa
         raise InputTypeError(f"dtype must be float32 or float64, got {dtype}")
     if not isinstance(zero_init_residual, bool):
         raise InputTypeError(f"zero_init_residual must be a bool, got {type(zero_init_residual).__name__}")
+    if init not in CONV_INITS:
+        raise InputError(f"init must be one of {', '.join(CONV_INITS)}, got {init!r}")
     v = VARIANTS[cfg.attention]
     pshapes, bshapes = _shapes(cfg)
     specs = {s.name: s for s in block_specs(cfg)}
@@ -206,8 +218,12 @@ def init_resnet(cfg: ResNetConfig, rng: numpy.random.Generator, dtype=numpy.floa
             continue
         kind = _layer_of(name)
         if kind.startswith("conv"):
-            F, _, kh, kw = shape
-            a = rng.standard_normal(shape) * math.sqrt(2.0 / (F * kh * kw))
+            F, C, kh, kw = shape
+            if init == "kaiming":
+                a = rng.standard_normal(shape) * math.sqrt(2.0 / (F * kh * kw))    # fan_out, ReLU gain
+            else:
+                bound = 1.0 / math.sqrt(C * kh * kw)                              # PyTorch's Conv2d default
+                a = rng.uniform(-bound, bound, size=shape)
         elif kind == "fc":
             bound = 1.0 / math.sqrt(pshapes["fc.weight"][1])
             a = rng.uniform(-bound, bound, size=shape)

@@ -80,6 +80,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = True
     zero_init_residual: bool = False    # each block's second BN weight starts at 0 (the block starts as its shortcut)
+    init: str = "kaiming"               # conv weights: "kaiming" (normal, fan out) or "pytorch" (Conv2d's default)
     seed: int = 0
     limit: int | None = None            # use only the first `limit` train and test images
 
@@ -99,6 +100,9 @@ class TrainConfig:
             raise InputError(f"warmup must be a fraction in [0, 1), got {self.warmup!r}")
         if not isinstance(self.zero_init_residual, bool):
             raise InputError(f"zero_init_residual must be true or false, got {self.zero_init_residual!r}")
+        from eca_ref.models.resnet import CONV_INITS
+        if self.init not in CONV_INITS:
+            raise InputError(f"init must be one of {', '.join(CONV_INITS)}, got {self.init!r}")
         SGDConfig(self.momentum, self.weight_decay, self.nesterov)
         self.model_config()                                   # validates attention, depth, width, k
 
@@ -410,7 +414,7 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
     data = load_data(cfg, data_dir)
     init_ss, data_ss = np.random.SeedSequence(cfg.seed).spawn(2)
     params, buffers = init_resnet(cfg.model_config(), np.random.default_rng(init_ss), dtype=np.float32,
-                                  zero_init_residual=cfg.zero_init_residual)
+                                  zero_init_residual=cfg.zero_init_residual, init=cfg.init)
     st = _State(params=params, buffers=buffers, momentum=sgd_init(params),
                 rng_state=np.random.default_rng(data_ss).bit_generator.state)
     sched = _schedule(cfg, len(data.train_y))
