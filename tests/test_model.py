@@ -248,7 +248,7 @@ def test_zero_init_residual_makes_every_block_its_shortcut():
 def test_pytorch_init_draws_conv_weights_like_conv2d_and_nothing_else_differently():
     cfg = ResNetConfig(depth=8, width=16)
     kaiming, _ = init_resnet(cfg, np.random.default_rng(5), dtype=np.float64)
-    params, buffers = init_resnet(cfg, np.random.default_rng(5), dtype=np.float64, init="pytorch")
+    params, _ = init_resnet(cfg, np.random.default_rng(5), dtype=np.float64, init="pytorch")
     w = params["stage3.block0.conv2.weight"]                       # (64, 64, 3, 3): 36,864 values
     bound = 1.0 / np.sqrt(64 * 9)                                   # 1/sqrt(fan_in)
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.999 * bound
