@@ -130,7 +130,7 @@ class TrainConfig:
 # Named recipes: the fields each one sets (every other field keeps TrainConfig's default).
 # "d20": ResNet-20 (0.27M parameters) for 30 epochs at peak learning rate 0.4 with 15% warmup.
 # "d14w20": the same recipe on ResNet-14 of width 20 (as many parameters, the same time a step, fewer
-# and wider layers), the longer run with the best accuracy measured. Both take 75-85 minutes on the
+# and wider layers), the longer run with the best accuracy measured inside 90 minutes. Both take 75-85 minutes on the
 # 2-core machines of docs/results.md, where they were measured (test accuracy there).
 PRESETS = {
     "default": {},
