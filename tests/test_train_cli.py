@@ -220,3 +220,17 @@ def test_threads_option(straight, data_dir, tmp_path):
     assert r.exit_code == 2 and "threads must be >= 1" in _one_error_line(r)
     r = run("evaluate", straight[0], "--threads", "-1", "--data-dir", data_dir)
     assert r.exit_code == 2 and "threads" in _one_error_line(r)
+
+
+def test_test_every(straight, data_dir, tmp_path):
+    out = tmp_path / "te"
+    r = run("train", *TINY, "--out", out, "--data-dir", data_dir, "--test-every", "5")
+    assert r.exit_code == 0, r.output
+    assert "epoch   1" in r.stdout and "test (not evaluated this epoch)" in r.stdout
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(s) for s in (straight[0] / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["test_acc"] is None and lines[1]["test_acc"] == ref[1]["test_acc"]  # the last: always
+    assert f"test accuracy {ref[1]['test_acc']:.2%}" in r.stdout
+    r = run("train", *TINY, "--out", tmp_path / "te0", "--data-dir", data_dir, "--test-every", "0")
+    assert r.exit_code == 2 and "test_every must be >= 1, got 0" in _one_error_line(r)
+    assert not (tmp_path / "te0").exists()

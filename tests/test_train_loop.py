@@ -271,3 +271,31 @@ def test_pytorch_init_run(data_dir, tmp_path, straight):
     for k in r.params:                                                  # stopped + resumed == straight
         assert np.array_equal(r.params[k], again.params[k]), k
     assert not np.array_equal(r.params["fc.weight"], straight.params["fc.weight"])
+
+
+def test_test_every_skips_evaluations_not_training(data_dir, tmp_path, straight):
+    # epochs 1 and 3 of 4 are not evaluated (null in metrics.jsonl); 2 and 4 (the last) are, with the
+    # numbers of a run that evaluated every epoch; and the weights are those of such a run
+    every = train(TrainConfig(**{**TINY, "epochs": 4}), tmp_path / "every", data_dir=data_dir)
+    r = train(TrainConfig(**{**TINY, "epochs": 4}), tmp_path / "skip", data_dir=data_dir, stop_after=1, test_every=2)
+    assert r.status == "stopped" and r.metrics[-1]["test_acc"] is None and r.test_acc is None
+    r = resume(tmp_path / "skip", data_dir=data_dir, test_every=3)   # from epoch 2 on: epoch 3, then the last
+    assert r.status == "finished"
+    _assert_same_state(r, every)
+    lines = [json.loads(s) for s in (tmp_path / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["test_acc"] is None for m in lines] == [True, True, False, False]
+    assert [m["test_loss"] is None for m in lines] == [True, True, False, False]
+    for m, ref in zip(lines[2:], every.metrics[2:]):
+        assert (m["test_acc"], m["test_loss"]) == (ref["test_acc"], ref["test_loss"])
+    assert r.test_acc == every.test_acc and isinstance(r.test_acc, float)
+    assert _strip_time(lines) == [{**m, **({"test_acc": None, "test_loss": None} if i < 2 else {})}
+                                  for i, m in enumerate(_strip_time(every.metrics))]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_test_every_is_validated(data_dir, tmp_path, straight, bad):
+    with pytest.raises((InputError, InputTypeError), match="test_every"):
+        train(TrainConfig(**TINY), tmp_path / "bad", data_dir=data_dir, test_every=bad)
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises((InputError, InputTypeError), match="test_every"):
+        resume(straight.run_dir, data_dir=data_dir, test_every=bad)

@@ -7,7 +7,8 @@
 One run lives in one directory::
 
     config.json          the configuration and the data it was trained on (informational)
-    metrics.jsonl        one JSON line per finished epoch
+    metrics.jsonl        one JSON line per finished epoch (test_loss and test_acc null on the
+                         epochs a ``test_every`` > 1 skips; the last epoch is always evaluated)
     checkpoint.json      the checkpoint metadata (see eca_ref.train.checkpoint)
     checkpoint-s*.npz    weights, BN buffers and momentum buffers
 
@@ -386,7 +387,7 @@ def _notify(reporter, name: str, *args):
 
 
 def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None, reporter=None,
-          threads: int | None = None, workers: str | None = None) -> TrainResult:
+          threads: int | None = None, workers: str | None = None, test_every: int = 1) -> TrainResult:
     """Train a new run into directory ``out``; returns a :class:`TrainResult`.
 
     Args:
@@ -404,6 +405,9 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
         workers: what runs the shards: "processes" (worker processes, :mod:`eca_ref.procshards`;
             fastest) or "threads" (:mod:`eca_ref.parallel`); None: the enclosing
             ``procshards.use_cores`` block's kind, else processes. Same results either way.
+        test_every: evaluate on the test set after every ``test_every``-th epoch and after the last
+            one (1: every epoch). A pass over the test set costs 6-9% of an epoch; skipping it
+            changes no weight (evaluation uses the running BN statistics and no randomness).
     """
     from eca_ref.models import init_resnet
 
@@ -412,6 +416,7 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
     if stop_after is not None:
         check_int(stop_after, "stop_after", min_value=1)
     _check_cores(threads, workers)
+    check_int(test_every, "test_every", min_value=1)
     run_dir = prepare_run_dir(out, new=True)
     data = load_data(cfg, data_dir)
     init_ss, data_ss = np.random.SeedSequence(cfg.seed).spawn(2)
@@ -429,22 +434,25 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
     _write_metrics(run_dir, [])
     _save(run_dir, st, cfg, data, sched, "started")
     return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=False,
-                threads=threads, workers=workers)
+                threads=threads, workers=workers, test_every=test_every)
 
 
 def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=None,
-           expect: dict | None = None, threads: int | None = None, workers: str | None = None) -> TrainResult:
+           expect: dict | None = None, threads: int | None = None, workers: str | None = None,
+           test_every: int = 1) -> TrainResult:
     """Continue the run saved in ``run_dir`` with its saved configuration, to its planned epochs.
 
     ``expect`` maps config fields to values the caller wants (e.g. options given on a command
     line together with ``--resume``); any that differ from the saved config raise CheckpointError
     (a resumed run cannot change its recipe). A finished run returns at once. ``threads`` as
     for :func:`train` (a run resumed with the thread count it was started with continues
-    bit-identically).
+    bit-identically). ``test_every`` as for :func:`train` (it is not part of the recipe: a resumed
+    run may evaluate more or less often than it did).
     """
     if stop_after is not None:
         check_int(stop_after, "stop_after", min_value=1)
     _check_cores(threads, workers)
+    check_int(test_every, "test_every", min_value=1)
     groups, meta = load_checkpoint(run_dir)
     run_dir = Path(run_dir)
     if run_dir.is_file():
@@ -472,7 +480,7 @@ def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=No
     sched = _schedule(cfg, len(data.train_y))
     _write_metrics(run_dir, st.metrics)          # drop lines of epochs after the checkpoint, if any
     return _run(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=True,
-                threads=threads, workers=workers)
+                threads=threads, workers=workers, test_every=test_every)
 
 
 def _check_cores(threads, workers) -> None:
@@ -526,17 +534,17 @@ def _state_from_checkpoint(run_dir: Path, groups: dict, meta: dict, cfg: TrainCo
 
 
 def _run(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after, reporter,
-         resumed: bool, threads: int | None, workers: str | None) -> TrainResult:
+         resumed: bool, threads: int | None, workers: str | None, test_every: int = 1) -> TrainResult:
     from eca_ref.procshards import active_pool, use_cores
 
     with use_cores(threads, workers) as n_threads:
         kind = "processes" if active_pool() is not None else "threads"
         return _run_epochs(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter,
-                           resumed=resumed, n_threads=n_threads, workers=kind)
+                           resumed=resumed, n_threads=n_threads, workers=kind, test_every=test_every)
 
 
 def _run_epochs(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after,
-                reporter, resumed: bool, n_threads: int, workers: str) -> TrainResult:
+                reporter, resumed: bool, n_threads: int, workers: str, test_every: int = 1) -> TrainResult:
     from eca_ref.data import iterate_batches
     from eca_ref.functional.loss import softmax_cross_entropy
     from eca_ref.models import count_parameters, decay_keys, resnet_backward, resnet_forward
@@ -614,14 +622,16 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched:
             # ---- end of epoch: evaluate, checkpoint, log
             p = st.partial
             train_seconds = time.perf_counter() - t0
-            ev = evaluate_arrays(st.params, st.buffers, mcfg, data.test_x, data.test_y, data.mean, data.std)
+            tested = (st.epoch + 1) % test_every == 0 or st.epoch + 1 >= cfg.epochs
+            ev = (evaluate_arrays(st.params, st.buffers, mcfg, data.test_x, data.test_y, data.mean, data.std)
+                  if tested else {"loss": None, "acc": None})
             seconds = time.perf_counter() - t0
             m = {"epoch": st.epoch + 1, "step": st.step, "lr": sched(st.step - 1),
                  "train_loss": p["loss_sum"] / max(p["seen"], 1), "train_acc": p["correct"] / max(p["seen"], 1),
                  "test_loss": ev["loss"], "test_acc": ev["acc"], "seconds": seconds,
                  "train_seconds": train_seconds, "images_per_s": p["seen"] / max(train_seconds, 1e-9),
                  "threads": n_threads, "workers": workers}
-            if not _all_finite(st.params, st.buffers, st.momentum) or not math.isfinite(ev["loss"]):
+            if not _all_finite(st.params, st.buffers, st.momentum) or (tested and not math.isfinite(ev["loss"])):
                 return result("diverged", f"training diverged (NaN/inf weights or test loss) at the end of epoch "
                                           f"{st.epoch + 1}; the last good checkpoint ({st.saved}) "
                                           f"is kept in {run_dir}. Try a lower --lr.")
