@@ -273,7 +273,7 @@ def test_pytorch_init_run(data_dir, tmp_path, straight):
     assert not np.array_equal(r.params["fc.weight"], straight.params["fc.weight"])
 
 
-def test_test_every_skips_evaluations_not_training(data_dir, tmp_path, straight):
+def test_test_every_skips_evaluations_not_training(data_dir, tmp_path):
     # epochs 1 and 3 of 4 are not evaluated (null in metrics.jsonl); 2 and 4 (the last) are, with the
     # numbers of a run that evaluated every epoch; and the weights are those of such a run
     every = train(TrainConfig(**{**TINY, "epochs": 4}), tmp_path / "every", data_dir=data_dir)

@@ -534,7 +534,7 @@ def _state_from_checkpoint(run_dir: Path, groups: dict, meta: dict, cfg: TrainCo
 
 
 def _run(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after, reporter,
-         resumed: bool, threads: int | None, workers: str | None, test_every: int = 1) -> TrainResult:
+         resumed: bool, threads: int | None, workers: str | None, test_every: int) -> TrainResult:
     from eca_ref.procshards import active_pool, use_cores
 
     with use_cores(threads, workers) as n_threads:
@@ -544,7 +544,7 @@ def _run(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedu
 
 
 def _run_epochs(run_dir: Path, cfg: TrainConfig, data: _Data, st: _State, sched: Schedule, *, stop_after,
-                reporter, resumed: bool, n_threads: int, workers: str, test_every: int = 1) -> TrainResult:
+                reporter, resumed: bool, n_threads: int, workers: str, test_every: int) -> TrainResult:
     from eca_ref.data import iterate_batches
     from eca_ref.functional.loss import softmax_cross_entropy
     from eca_ref.models import count_parameters, decay_keys, resnet_backward, resnet_forward
