@@ -129,8 +129,8 @@ def _given(ctx, name) -> bool:
 
 @click.command("train")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
-              help="A named recipe: d20 = --depth 20 --epochs 30 --lr 0.4 --warmup 0.15; d14w20 = the same with "
-                   "--depth 14 --width 20 (options given explicitly win).")
+              help="A named recipe: d20 = --depth 20 --epochs 30 --lr 0.4 --warmup 0.15; d14w24 = the same with "
+                   "--depth 14 --width 24 --epochs 25 (options given explicitly win).")
 @click.option("--attention", default=_default("attention"), show_default=True,
               help="Attention variant by registry name (none, se, eca, ...).")
 @click.option("--depth", type=int, default=_default("depth"), show_default=True, help="ResNet depth, 6n+2.")

@@ -201,16 +201,16 @@ def test_preset_sets_its_fields_and_explicit_options_win(data_dir, tmp_path):
     assert r.exit_code == 2 and "huge" in _one_error_line(r)
 
 
-def test_preset_d14w20_builds_resnet14_of_width_20(data_dir, tmp_path):
-    out = tmp_path / "d14w20"
-    r = run("train", "--preset", "d14w20", "--batch-size", "20", "--epochs", "1", "--out", out, "--data-dir", data_dir)
+def test_preset_d14w24_builds_resnet14_of_width_24(data_dir, tmp_path):
+    out = tmp_path / "d14w24"
+    r = run("train", "--preset", "d14w24", "--batch-size", "20", "--epochs", "1", "--out", out, "--data-dir", data_dir)
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())["train"]
-    assert (saved["depth"], saved["width"], saved["lr"], saved["warmup"]) == (14, 20, 0.4, 0.15)
-    # counted by hand: stem 540 + 40; stage 1 (20 ch) 2 x (2*3600 + 2*40 + 3); stage 2 (40 ch) 7200 + 14400
-    # + 160 + 800 + 80 + 3, then 2*14400 + 160 + 3; stage 3 (80 ch) 28800 + 57600 + 320 + 3200 + 160 + 3,
-    # then 2*57600 + 320 + 3; classifier 810. ECA k = 3 in all six blocks.
-    assert "273,168 parameters, 18 in attention" in r.stdout
+    assert (saved["depth"], saved["width"], saved["lr"], saved["warmup"]) == (14, 24, 0.4, 0.15)
+    # counted by hand: stem 648 + 48; stage 1 (24 ch) 2 x (2*5184 + 2*48 + 3); stage 2 (48 ch) 10368 + 20736
+    # + 192 + 1152 + 96 + 3, then 2*20736 + 192 + 3; stage 3 (96 ch) 41472 + 82944 + 384 + 4608 + 192 + 3,
+    # then 2*82944 + 384 + 3; classifier 970. ECA k = kernel_size(24), (48), (96) = 3 in all six blocks.
+    assert "392,692 parameters, 18 in attention" in r.stdout
 
 
 def test_threads_option(straight, data_dir, tmp_path):

@@ -255,9 +255,9 @@ def test_preset_config():
     assert preset_config("default") == TrainConfig()
     cfg = preset_config("d20", epochs=3)
     assert (cfg.depth, cfg.epochs, cfg.width, cfg.lr, cfg.warmup) == (20, 3, 16, 0.4, 0.15)
-    cfg = preset_config("d14w20", seed=2)
-    assert (cfg.depth, cfg.epochs, cfg.width, cfg.lr, cfg.warmup, cfg.seed) == (14, 30, 20, 0.4, 0.15, 2)
-    with pytest.raises(InputError, match="preset must be one of default, d20, d14w20, got 'd50'"):
+    cfg = preset_config("d14w24", seed=2)
+    assert (cfg.depth, cfg.epochs, cfg.width, cfg.lr, cfg.warmup, cfg.seed) == (14, 25, 24, 0.4, 0.15, 2)
+    with pytest.raises(InputError, match="preset must be one of default, d20, d14w24, got 'd50'"):
         preset_config("d50")
 
 
