@@ -132,8 +132,8 @@ class TrainConfig:
 # "d20": ResNet-20 (0.27M parameters) for 30 epochs at peak learning rate 0.4 with 15% warmup.
 # "d14w24": the same recipe on ResNet-14 of width 24 (fewer and wider layers: 1.44x the parameters,
 # 1.3-1.5x the time a step) for 25 epochs, the longer run with the best accuracy measured inside 90
-# minutes. Both take 80-90 minutes on the 2-core machines of docs/results.md, where they were
-# measured (test accuracy there).
+# minutes. Both take 80-90 minutes on the 2-core machines of docs/results.md (d14w24 with test_every=25),
+# where they were measured (test accuracy there).
 PRESETS = {
     "default": {},
     "d20": {"depth": 20, "epochs": 30, "lr": 0.4, "warmup": 0.15},
