@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy
 
 from eca_ref.attention import VARIANTS, band_grad_to_kernel, band_matrix
-from eca_ref.attention import variants as fv
+from eca_ref.attention.eca import ConvCache, conv_f_backward, conv_f_forward
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
 from eca_ref.functional.activations import sigmoid_backward, sigmoid_forward
@@ -88,7 +88,7 @@ def _forms_agree(rng, dtype, tol):
     for N, C, k in [(3, 9, 3), (2, 16, 5)]:
         y = _randn(rng, (N, C), dtype)
         w = _randn(rng, (k,), dtype)
-        z_conv, _ = fv.conv_f_forward(y, w, circular=True)
+        z_conv, _ = conv_f_forward(y, w, circular=True)
         z_band = y @ band_matrix(w, C, circular=True).T
         err = _max_abs(z_conv, z_band)
         out.append(CheckResult(1, "ceca == circular band matrix", f"y {(N, C)}, k = {k}", err, tol, err <= tol))
@@ -103,13 +103,13 @@ def _gradient_map(rng, dtype, tol):
         dz = _randn(rng, (N, C), dtype)
         dB = dz.T @ y  # gradient with respect to the band matrix, (C, C)
         w = _randn(rng, (k,), dtype)
-        _, dw = fv.conv_f_backward(dz, fv.ConvCache(y, w, circular))
+        _, dw = conv_f_backward(dz, ConvCache(y, w, circular))
         err = _max_abs(band_grad_to_kernel(dB, k, circular=circular), dw)
         label = "ceca" if circular else "eca"
         out.append(CheckResult(2, f"{label}: Σ diagonals of dB == dw", f"y {(N, C)}, k = {k}", err, tol, err <= tol))
         if not circular:
             W = _randn(rng, (C, k), dtype)
-            _, dW = fv.conv_f_backward(dz, fv.ConvCache(y, W, False))
+            _, dW = conv_f_backward(dz, ConvCache(y, W, False))
             err = _max_abs(band_grad_to_kernel(dB, k, shared=False), dW)
             out.append(CheckResult(2, "eca-ns: dB on the band == dW", f"y {(N, C)}, k = {k}", err, tol, err <= tol))
     return out

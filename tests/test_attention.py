@@ -6,7 +6,7 @@ import pytest
 
 from eca_ref import VARIANTS, band_matrix, kernel_size
 from eca_ref.attention import band_grad_to_kernel
-from eca_ref.attention import variants as fv
+from eca_ref.attention.eca import ConvCache, conv_f_backward, conv_f_forward
 from eca_ref.errors import InputError, InputTypeError
 from eca_ref.functional.activations import sigmoid, sigmoid_backward, sigmoid_forward
 from eca_ref.functional.pooling import gap_backward, gap_forward, gap_forward_loop
@@ -154,20 +154,20 @@ def test_band_matrix_per_channel_rows():
 def test_gradient_map_by_diagonal_sums(circular, rng):
     y, dz = rng.standard_normal((5, 9)), rng.standard_normal((5, 9))
     w = rng.standard_normal(5)
-    _, dw = fv.conv_f_backward(dz, fv.ConvCache(y, w, circular))
+    _, dw = conv_f_backward(dz, ConvCache(y, w, circular))
     np.testing.assert_allclose(band_grad_to_kernel(dz.T @ y, 5, circular=circular), dw, atol=1e-13)
     if not circular:
         W = rng.standard_normal((9, 5))
-        _, dW = fv.conv_f_backward(dz, fv.ConvCache(y, W, False))
+        _, dW = conv_f_backward(dz, ConvCache(y, W, False))
         np.testing.assert_allclose(band_grad_to_kernel(dz.T @ y, 5, shared=False), dW, atol=1e-13)
 
 
 def test_ceca_wraps_around(rng):
     y = rng.standard_normal((1, 5))
     w = np.array([1.0, 0.0, 0.0])  # reads y_{i-1}
-    z, _ = fv.conv_f_forward(y, w, circular=True)
+    z, _ = conv_f_forward(y, w, circular=True)
     np.testing.assert_array_equal(z, np.roll(y, 1, axis=1))
-    z0, _ = fv.conv_f_forward(y, w)
+    z0, _ = conv_f_forward(y, w)
     assert z0[0, 0] == 0.0 and z0[0, 1] == y[0, 0]
 
 

@@ -13,8 +13,9 @@ the rescale directly, and through GAP -> f -> σ (micrograd's rule):
     dX = dout ⊙ s                          (path 1: the rescale)
        + dy / (H W), broadcast over H, W   (path 2: GAP), dy = f'(y)^T (ds ⊙ s(1-s)), ds = Σ_hw dout ⊙ X
 
-Inside ``eca_ref.parallel.threads`` the passes over X (GAP, the rescale, ds and the sum of the
-two paths) are split over ranges of channels; f and σ work on the small (N, C) arrays.
+A variant is declared once, with keyword arguments, next to its f in
+:mod:`eca_ref.attention.variants`; its parameter count is derived from its
+parameter shapes (the sum of their products), never typed in.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from eca_ref import parallel
+import numpy
+
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError, InputTypeError
 from eca_ref.functional.activations import sigmoid
@@ -31,15 +33,19 @@ from eca_ref.functional.pooling import gap_forward, gap_forward_loop
 from eca_ref.validation import check_float_array, check_int, check_same_dtype
 
 
-def _rescale(a, s):
-    """a * s[:, :, None, None] into a new array with a's memory order, a range of channels per thread."""
-    out = get_xp().empty_like(a)
+def no_hyperparameters(C, hp) -> dict:
+    """The hyper-parameter rule of a variant that takes none."""
+    return {}
 
-    def part(c0, c1):
-        get_xp().multiply(a[:, c0:c1], s[:, c0:c1, None, None], out=out[:, c0:c1])
 
-    parallel.over_channels(part, a)
-    return out
+def no_parameters(C, hp) -> dict:
+    """The shapes (and fan-ins) of a variant without parameters."""
+    return {}
+
+
+def nothing_to_infer(params, C) -> dict:
+    """A variant whose parameter shapes imply no hyper-parameter."""
+    return {}
 
 
 class AttentionCache(NamedTuple):
@@ -52,28 +58,35 @@ class AttentionCache(NamedTuple):
 class Variant:
     """An attention variant: the shared module plus its own f.
 
+    Declared with keywords, e.g. ``Variant(name="eca", formula="σ(C1D_k(y))", ...)``.
+
     Attributes:
         name: registry key, e.g. "eca".
         formula: the gate as a formula, e.g. "σ(C1D_k(y))".
-        param_formula: parameters per module, e.g. "k".
+        param_formula: parameters per module as the paper writes it, e.g. "k" (text for tables).
         description: one line for tables.
         hp_defaults: hyper-parameters and defaults (keyword arguments of init_params/count_params).
+        hp_rule: (C, hp) -> hp with defaults filled in and checked against C.
+        shapes: (C, hp) -> {param: shape}.
+        fan_in: (C, hp) -> {param: fan_in} for the uniform init.
+        hp_from_params: (params, C) -> the hyper-parameters that the params' shapes imply.
+        f_forward: (y, params) -> (z, f_cache), y and z (N, C); None for "none" (no attention).
+        f_backward: (dz, f_cache) -> (dy, grads), grads keyed like params.
+        f_loop: (y, params) -> z, the same f as plain loops.
     """
 
     name: str
     formula: str
     param_formula: str
     description: str
-    hp_defaults: dict
-    _resolve: Callable       # (C, hp) -> hp with defaults filled and checked
-    _shapes: Callable        # (C, hp) -> {param: shape}
-    _count: Callable         # (C, hp) -> int, the closed form of the paper's table
-    _fan_in: Callable        # (C, hp) -> {param: fan_in} for the uniform init
-    _infer: Callable         # (params, C) -> hp implied by the params' shapes
+    hp_defaults: dict = field(default_factory=dict)
+    hp_rule: Callable = no_hyperparameters
+    shapes: Callable = no_parameters
+    fan_in: Callable = no_parameters
+    hp_from_params: Callable = nothing_to_infer
     f_forward: Callable | None = None
     f_backward: Callable | None = None
     f_loop: Callable | None = None
-    extra: dict = field(default_factory=dict)
 
     # ---------------------------------------------------------------- hyper-parameters
     def resolve_hp(self, C, **hp) -> dict:
@@ -84,16 +97,15 @@ class Variant:
             known = ", ".join(self.hp_defaults) or "none"
             raise InputError(f"unknown hyper-parameter(s) {', '.join(sorted(unknown))} for variant "
                              f"{self.name!r} (it takes: {known})")
-        merged = {**self.hp_defaults, **hp}
-        return self._resolve(C, merged)
+        return self.hp_rule(C, {**self.hp_defaults, **hp})
 
     def param_shapes(self, C, **hp) -> dict:
         """{name: shape} of this variant's parameters for C channels."""
-        return self._shapes(C, self.resolve_hp(C, **hp))
+        return self.shapes(C, self.resolve_hp(C, **hp))
 
     def count_params(self, C, **hp) -> int:
-        """Parameters of one module with C channels, by the paper's closed form."""
-        return int(self._count(C, self.resolve_hp(C, **hp)))
+        """Parameters of one module with C channels: the sum over its parameter shapes."""
+        return sum(math.prod(shape) for shape in self.param_shapes(C, **hp).values())
 
     # ---------------------------------------------------------------- parameters
     def init_params(self, C, rng=None, dtype=None, **hp) -> dict:
@@ -105,9 +117,7 @@ class Variant:
             dtype: float64 (default) or float32.
             **hp: the variant's hyper-parameters (see hp_defaults).
         """
-        import numpy  # the host generator; arrays move to the backend below
-
-        xp = get_xp()
+        xp = get_xp()  # the host generator draws; the arrays move to the backend
         dtype = numpy.dtype(numpy.float64 if dtype is None else dtype)
         if dtype not in (numpy.float32, numpy.float64):
             raise InputTypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -116,9 +126,9 @@ class Variant:
         if not isinstance(rng, numpy.random.Generator):
             raise InputTypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         hp = self.resolve_hp(C, **hp)
-        fan_in = self._fan_in(C, hp)
+        fan_in = self.fan_in(C, hp)
         params = {}
-        for name, shape in self._shapes(C, hp).items():
+        for name, shape in self.shapes(C, hp).items():
             bound = 1.0 / math.sqrt(fan_in[name])
             params[name] = xp.asarray(rng.uniform(-bound, bound, size=shape).astype(dtype))
         return params
@@ -131,8 +141,8 @@ class Variant:
             check_float_array(a, f"params[{key!r}]", check_finite=check_finite)
             if dtype is not None and a.dtype != dtype:
                 raise InputTypeError(f"params[{key!r}] must have the dtype of x ({dtype}), got {a.dtype}")
-        hp = self._infer(params, C)
-        expected = self._shapes(C, self._resolve(C, {**self.hp_defaults, **hp}))
+        hp = self.hp_from_params(params, C)
+        expected = self.shapes(C, self.hp_rule(C, {**self.hp_defaults, **hp}))
         missing = [k for k in expected if k not in params]
         extra = [k for k in params if k not in expected]
         if missing or extra:
@@ -161,16 +171,18 @@ class Variant:
         self.check_params(params, x.shape[1], x.dtype, check_finite=check_finite)
         if self.f_forward is None:  # "none": no attention
             return x.copy(), AttentionCache(x, None, None)
-        xp = get_xp()
-        y = xp.concatenate(parallel.over_channels(lambda c0, c1: gap_forward(x[:, c0:c1], check_finite=False)[0], x),
-                           axis=1)  # (N, C) = GAP(x), a range of channels per thread
-        z, f_cache = self.f_forward(y, params)  # (N, C)
-        s = sigmoid(z)  # (N, C)
-        out = _rescale(x, s)  # x * s[:, :, None, None]                        (N, C, H, W)
+        y, _ = gap_forward(x, check_finite=False)  # GAP                      (N, C)
+        z, f_cache = self.f_forward(y, params)  # f                           (N, C)
+        s = sigmoid(z)  # σ, the gate                                         (N, C)
+        out = x * s[:, :, None, None]  # rescale each channel                 (N, C, H, W)
         return out, AttentionCache(x, s, f_cache)
 
     def backward(self, dout, cache: AttentionCache):
-        """Gradients of the module: (dx, grads), grads keyed like params."""
+        """Gradients of the module: (dx, grads), grads keyed like params.
+
+        Shape:
+            dout: (N, C, H, W) -> dx: (N, C, H, W); grads[name] has params[name]'s shape.
+        """
         x, s, f_cache = cache
         check_float_array(dout, "dout", shape=x.shape, dims="(N, C, H, W)", check_finite=False)
         check_same_dtype(x, dout, "dout")
@@ -178,18 +190,12 @@ class Variant:
             return dout.copy(), {}
         xp = get_xp()
         H, W = x.shape[2], x.shape[3]
-        dx_rescale = _rescale(dout, s)  # path 1: out = x * s, dout * s          (N, C, H, W)
-        ds = xp.concatenate(parallel.over_channels(  # Σ over H, W of dout * x              (N, C)
-            lambda c0, c1: xp.einsum("nchw,nchw->nc", dout[:, c0:c1], x[:, c0:c1]), x), axis=1)
+        dx_rescale = dout * s[:, :, None, None]  # path 1: out = x * s          (N, C, H, W)
+        ds = xp.einsum("nchw,nchw->nc", dout, x)  # Σ over H, W of dout * x     (N, C)
         dz = ds * s * (1 - s)  # through σ                                      (N, C)
         dy, grads = self.f_backward(dz, f_cache)  # through f                   (N, C)
-        dx_pool = (dy / (H * W))[:, :, None, None]  # path 2: GAP, broadcast    (N, C, 1, 1)
-        dx = dx_rescale
-
-        def add_pool(c0, c1):  # dx = dx_rescale + dx_pool, in place: no second full-size array
-            dx[:, c0:c1] += dx_pool[:, c0:c1]
-
-        parallel.over_channels(add_pool, dx)
+        dx_pool = dy[:, :, None, None] / (H * W)  # path 2: GAP, broadcast      (N, C, 1, 1)
+        dx = dx_rescale + dx_pool  # the two paths add up                       (N, C, H, W)
         return dx, grads
 
     def gate(self, x, params, *, check_finite: bool = True):

@@ -1,12 +1,19 @@
-"""The map f of every attention variant: logits z = f(y) from the pooled descriptor y.
+"""SE and its variants (SE-Var1/2/3, SE-GC), and "none": the map f (logits z = f(y) from the pooled y) of each.
 
-Each variant supplies four small functions (everything else, GAP -> σ ->
+Each variant supplies a few small functions (everything else, GAP -> σ ->
 rescale, is shared, see :mod:`eca_ref.attention.module`):
 
     f_forward(y, params)  -> (z, cache)     y, z: (N, C)
     f_backward(dz, cache) -> (dy, grads)    grads keyed like params
     f_loop(y, params)     -> z              plain loops, the version to read first
-    shapes(C, **hp)       -> {name: shape}  the parameters and their shapes
+    shapes(C, hp)         -> {name: shape}  the parameters and their shapes
+    fan_in(C, hp)         -> {name: fan_in} for PyTorch's default uniform init
+
+and is declared right below them, with keywords: ``SE = Variant(name="se", ...)``.
+Its parameter count is the sum over its shapes; the paper's closed forms
+(2C²/r, C, C², C²/G, kC, k) are checked against it by ``eca-ref verify``.
+The hyper-parameter rules (r, groups, k) are in :mod:`eca_ref.attention.hyperparams`;
+ECA and its forms (ECA-NS, CECA, the band matrix) are in :mod:`eca_ref.attention.eca`.
 
 Notation: y (N, C) descriptor, z (N, C) logits, p = (k - 1) // 2.
 """
@@ -14,7 +21,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from eca_ref.attention.hyperparams import groups_hp, groups_hp_from_params, se_hp, se_hp_from_params
+from eca_ref.attention.module import Variant
 from eca_ref.backend import get_xp
+
+# --------------------------------------------------------------------------- no attention
+NONE = Variant(name="none", formula="x (no attention)", param_formula="0",
+               description="vanilla: no attention module")
 
 
 # --------------------------------------------------------------------------- SE
@@ -71,6 +84,25 @@ def se_f_loop(y, params):
     return z
 
 
+def se_shapes(C, hp):
+    """w1 (C//r, C), w2 (C, C//r), and with bias=True b1 (C//r,), b2 (C,)."""
+    h = hp["hidden"]
+    shapes = {"w1": (h, C), "w2": (C, h)}
+    if hp["bias"]:
+        shapes.update(b1=(h,), b2=(C,))
+    return shapes
+
+
+def se_fan_in(C, hp):
+    return {"w1": C, "w2": hp["hidden"], "b1": C, "b2": hp["hidden"]}
+
+
+SE = Variant(name="se", formula="σ(W₂ ReLU(W₁ y))", param_formula="2C²/r",
+             description="SE: two FC layers with reduction r", hp_defaults={"r": 16, "bias": False},
+             hp_rule=se_hp, shapes=se_shapes, fan_in=se_fan_in, hp_from_params=se_hp_from_params,
+             f_forward=se_f_forward, f_backward=se_f_backward, f_loop=se_f_loop)
+
+
 # ---------------------------------------------------------------- SE-Var1/2/3
 class LinearCache(NamedTuple):
     y: object
@@ -88,6 +120,11 @@ def identity_f_backward(dz, cache):
 
 def identity_f_loop(y, params):
     return y.copy()
+
+
+SE_VAR1 = Variant(name="se-var1", formula="σ(y)", param_formula="0",
+                  description="SE-Var1: the pooled descriptor itself, no parameters",
+                  f_forward=identity_f_forward, f_backward=identity_f_backward, f_loop=identity_f_loop)
 
 
 def diagonal_f_forward(y, params):
@@ -108,6 +145,20 @@ def diagonal_f_loop(y, params):
     return z
 
 
+def diagonal_shapes(C, hp):
+    return {"w": (C,)}
+
+
+def diagonal_fan_in(C, hp):
+    return {"w": 1}
+
+
+SE_VAR2 = Variant(name="se-var2", formula="σ(w ⊙ y)", param_formula="C",
+                  description="SE-Var2: one weight per channel (diagonal)",
+                  shapes=diagonal_shapes, fan_in=diagonal_fan_in,
+                  f_forward=diagonal_f_forward, f_backward=diagonal_f_backward, f_loop=diagonal_f_loop)
+
+
 def full_f_forward(y, params):
     """SE-Var3: z = W y, a full C x C matrix."""
     return y @ params["W"].T, LinearCache(y, params)  # (N, C)
@@ -126,6 +177,19 @@ def full_f_loop(y, params):
             for j in range(C):
                 z[n, i] += params["W"][i, j] * y[n, j]
     return z
+
+
+def full_shapes(C, hp):
+    return {"W": (C, C)}
+
+
+def full_fan_in(C, hp):
+    return {"W": C}
+
+
+SE_VAR3 = Variant(name="se-var3", formula="σ(W y)", param_formula="C²",
+                  description="SE-Var3: a full C x C matrix", shapes=full_shapes, fan_in=full_fan_in,
+                  f_forward=full_f_forward, f_backward=full_f_backward, f_loop=full_f_loop)
 
 
 # ---------------------------------------------------------------------- SE-GC
@@ -164,149 +228,18 @@ def grouped_f_loop(y, params):
     return z
 
 
-# ------------------------------------------------- ECA, ECA-NS, CECA: the 1D conv
-class ConvCache(NamedTuple):
-    y: object
-    w: object        # (k,) shared or (C, k) per channel
-    circular: bool
+def grouped_shapes(C, hp):
+    """W (G, C/G, C/G): one C/G x C/G block per group."""
+    G = hp["groups"]
+    return {"W": (G, C // G, C // G)}
 
 
-def _shift(a, d, circular):
-    """a shifted along channels so that out[:, i] = a[:, i + d] (0 outside, or wrapped).
-
-    Tap j of the cross-correlation reads y at i + j - p: ``_shift(y, j - p)``.
-    """
-    xp = get_xp()
-    if circular:
-        return xp.roll(a, -d, axis=1)  # roll(a, s)[:, i] = a[:, i - s]
-    C = a.shape[1]
-    out = xp.zeros_like(a)
-    if abs(d) < C:
-        if d >= 0:
-            out[:, : C - d] = a[:, d:]
-        else:
-            out[:, -d:] = a[:, : C + d]
-    return out
+def grouped_fan_in(C, hp):
+    return {"W": C // hp["groups"]}
 
 
-def conv_f_forward(y, w, circular=False):
-    """z_i = Σ_j w_j y_{i+j-p}: the k taps of the cross-correlation, vectorised over N and C.
-
-    w is (k,) (ECA, CECA: shared by all channels) or (C, k) (ECA-NS: each channel its own row).
-    """
-    k = w.shape[-1]
-    p = (k - 1) // 2
-    z = None
-    for j in range(k):
-        wj = w[j] if w.ndim == 1 else w[:, j]  # scalar, or (C,)
-        term = wj * _shift(y, j - p, circular)  # (N, C)
-        z = term if z is None else z + term
-    return z, ConvCache(y, w, circular)
-
-
-def conv_f_backward(dz, cache: ConvCache):
-    """dy_m = Σ_j w_j dz_{m-(j-p)};  dw_j = Σ_{n,i} dz_{n,i} y_{n,i+j-p} (ECA-NS: no sum over i)."""
-    xp = get_xp()
-    y, w, circular = cache
-    k = w.shape[-1]
-    p = (k - 1) // 2
-    dy = xp.zeros_like(y)
-    dw = xp.zeros_like(w)
-    for j in range(k):
-        d = j - p
-        y_shift = _shift(y, d, circular)  # (N, C)
-        if w.ndim == 1:
-            dw[j] = (dz * y_shift).sum()
-            dy += w[j] * _shift(dz, -d, circular)
-        else:
-            dw[:, j] = (dz * y_shift).sum(axis=0)
-            dy += _shift(w[:, j] * dz, -d, circular)
-    return dy, dw
-
-
-def conv_f_loop(y, w, circular=False):
-    """The same cross-correlation with every index written out."""
-    xp = get_xp()
-    N, C = y.shape
-    k = w.shape[-1]
-    p = (k - 1) // 2
-    z = xp.zeros_like(y)
-    for n in range(N):
-        for i in range(C):
-            for j in range(k):
-                m = i + j - p
-                if circular:
-                    m %= C
-                elif not 0 <= m < C:
-                    continue  # zero padding
-                wij = w[j] if w.ndim == 1 else w[i, j]
-                z[n, i] += wij * y[n, m]
-    return z
-
-
-def eca_f_forward(y, params):
-    """ECA: z = C1D_k(y), one k-tap kernel shared by all channels (Eq. 9)."""
-    return conv_f_forward(y, params["w"])
-
-
-def ceca_f_forward(y, params):
-    """CECA: the same 1D convolution with circular padding."""
-    return conv_f_forward(y, params["w"], circular=True)
-
-
-def ecans_f_forward(y, params):
-    """ECA-NS: z_i = Σ_j W[i, j] y_{i+j-p}, k free weights per channel (Eq. 7)."""
-    return conv_f_forward(y, params["W"])
-
-
-def shared_conv_f_backward(dz, cache):
-    dy, dw = conv_f_backward(dz, cache)
-    return dy, {"w": dw}
-
-
-def ecans_f_backward(dz, cache):
-    dy, dW = conv_f_backward(dz, cache)
-    return dy, {"W": dW}
-
-
-# ------------------------------------------------------ ECA as a band matrix
-class BandCache(NamedTuple):
-    y: object
-    B: object  # (C, C)
-    k: int
-
-
-def band_f_forward(y, params):
-    """ECA in matrix form: z = B y with B = band_matrix(w, C) (Eq. 8 with shared weights)."""
-    from eca_ref.attention.kernel import band_matrix
-
-    B = band_matrix(params["w"], y.shape[1])  # (C, C)
-    return y @ B.T, BandCache(y, B, params["w"].shape[0])
-
-
-def band_f_backward(dz, cache: BandCache):
-    """dB = dz^T y (C x C), then dw by summing dB along the k diagonals."""
-    from eca_ref.attention.kernel import band_grad_to_kernel
-
-    dB = dz.T @ cache.y  # (C, C)
-    return dz @ cache.B, {"w": band_grad_to_kernel(dB, cache.k)}
-
-
-def band_f_loop(y, params):
-    """Build B entry by entry, then multiply row by row."""
-    xp = get_xp()
-    w = params["w"]
-    N, C = y.shape
-    k = w.shape[0]
-    p = (k - 1) // 2
-    B = xp.zeros((C, C), dtype=y.dtype)
-    for i in range(C):
-        for j in range(k):
-            if 0 <= i + j - p < C:
-                B[i, i + j - p] = w[j]
-    z = xp.zeros_like(y)
-    for n in range(N):
-        for i in range(C):
-            for m in range(C):
-                z[n, i] += B[i, m] * y[n, m]
-    return z
+SE_GC = Variant(name="se-gc", formula="σ(GC_G(y))", param_formula="C²/G",
+                description="SE-GC: block-diagonal W with G groups", hp_defaults={"groups": 16},
+                hp_rule=groups_hp, shapes=grouped_shapes, fan_in=grouped_fan_in,
+                hp_from_params=groups_hp_from_params,
+                f_forward=grouped_f_forward, f_backward=grouped_f_backward, f_loop=grouped_f_loop)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from eca_ref.backend import get_xp, special
+from eca_ref.backend import get_xp
 from eca_ref.validation import check_float_array
 
 
@@ -20,12 +20,25 @@ class ReluCache(NamedTuple):
 
 
 def sigmoid(z):
-    """σ(z) = 1 / (1 + e^{-z}), numerically stable for any z (scipy.special.expit).
+    """σ(z) = 1 / (1 + e^{-z}), numerically stable for any z; keeps z's dtype and shape.
 
-    Written out for z < 0 as e^{z} / (1 + e^{z}) so that e^{-z} never overflows;
-    expit does exactly that in compiled code and keeps float32 as float32.
+    e^{-z} overflows for z below about -710 (float64) or -89 (float32), so the
+    formula is written two ways, each with an exponent that is never positive:
+
+        z >= 0:  σ(z) = 1 / (1 + e^{-z})
+        z <  0:  σ(z) = e^{z} / (1 + e^{z})     (the same value: multiply by e^{z} / e^{z})
+
+    In both cases the exponential is e^{-|z|}, in (0, 1]. The result agrees with
+    scipy.special.expit to a few units in the last place (float64: relative 5e-16).
+
+    Example:
+        >>> import numpy as np
+        >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+        array([0. , 0.5, 1. ])
     """
-    return special().expit(z)
+    xp = get_xp()
+    e = xp.exp(-xp.abs(z))  # e^{-z} where z >= 0, e^{z} where z < 0; never overflows
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def sigmoid_forward(z, *, check_finite: bool = True):
