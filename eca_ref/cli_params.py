@@ -1,7 +1,7 @@
 """CLI command ``compare-params``: parameter counts per module and per network.
 
-A thin shell over :func:`eca_ref.params.compare_variants` (one module with C
-channels) and :func:`eca_ref.params.compare_network` (a whole network).
+A thin shell over :func:`eca_ref.tables.compare_variants` (one module with C
+channels) and :func:`eca_ref.tables.compare_network` (a whole network).
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from eca_ref.errors import InputError
-from eca_ref.params import NETWORKS, UNIT, compare_network, compare_variants, get_network
+from eca_ref.models.networks import NETWORKS, UNIT, get_network
+from eca_ref.tables import compare_network, compare_variants
 
 
 def _int(n) -> str:

@@ -6,11 +6,13 @@ import math
 
 import pytest
 
-import eca_ref.params as P
+import eca_ref.models.networks as networks_module
+import eca_ref.params as old_params
+import eca_ref.tables as tables_module
 from eca_ref import VARIANTS, kernel_size
 from eca_ref.errors import InputError, InputTypeError
-from eca_ref.params import (NETWORKS, PAPER_NETWORK_M, UNIT, compare_network, compare_variants, get_network,
-                            network_params, to_M)
+from eca_ref.models.networks import NETWORKS, UNIT, get_network, network_params, to_M
+from eca_ref.tables import PAPER_NETWORK_M, compare_network, compare_variants
 
 # The closed forms of the paper's table, written out here independently of the registry.
 CLOSED = {
@@ -28,8 +30,15 @@ CLOSED = {
 
 
 def test_doctests():
-    res = doctest.testmod(P, verbose=False)
-    assert res.attempted >= 5 and res.failed == 0
+    for module in (networks_module, tables_module):
+        res = doctest.testmod(module, verbose=False)
+        assert res.attempted >= 3 and res.failed == 0, module.__name__
+
+
+def test_old_module_name_still_works():  # eca_ref.params is kept for code that still imports it
+    P = old_params
+    assert P.network_params is network_params and P.compare_network is compare_network
+    assert P.PAPER_NETWORK_M is PAPER_NETWORK_M and P.NETWORKS is NETWORKS and P.UNIT == UNIT
 
 
 # ----------------------------------------------------------------------- the plain networks
@@ -60,7 +69,7 @@ def test_layer_list_structure_resnet50():
     assert "layer1.1.downsample.0" not in names
     assert [s.channels for s in arch.sites] == [256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3
     assert all(s.after == f"{s.block}.bn3" for s in arch.sites)
-    # GUIDE.md: sum C = 15,104 and sum C^2 = 20,119,552 over ResNet-50's 16 blocks
+    # docs/paper.md ("Counting ResNet-50"): sum C = 15,104 and sum C^2 = 20,119,552 over its 16 blocks
     assert sum(s.channels for s in arch.sites) == 15_104
     assert sum(s.channels ** 2 for s in arch.sites) == 20_119_552
 
