@@ -7,78 +7,38 @@
 
 where ``x_pad`` is x with ``p`` zeros on each side of H and W, ``s`` the stride.
 
-How the vectorised version works (im2col, matrix products over chunks of columns):
+Read :func:`conv2d_forward_loop` and :func:`conv2d_backward_loop` at the bottom first: they are the
+definition, one output element at a time. The vectorised version is im2col (CS231n's "fast" conv):
 
-1. x is copied once into a zero-padded buffer in *channel-major* order (C, N, Hp, Wp): every
-   channel of the whole batch is one contiguous block.
-2. A strided view of that buffer presents every receptive field as a column, shape
-   (C, kh, kw, N Hp Wp) for stride 1, without copying. For stride 1 the columns run over *all*
-   padded positions of the batch, so each row of the column matrix (one (c, i, j)) is a single
-   contiguous slice of the buffer, shifted by i Wp + j: copying a chunk of columns is C kh kw
-   plain slice copies. The columns that fall on padding (or straddle two images) are computed
-   and dropped. For stride > 1 the view has shape (C, kh, kw, N, Ho, Wo) (exact columns).
-3. ``w.reshape(F, C kh kw) @ cols`` is the convolution: (F, columns). It is computed chunk by
-   chunk (a chunk of columns stays in the CPU caches) and each chunk's product is written straight
-   into its slice of one (F, N Hp Wp) output matrix (BLAS writes into a strided slice; no copy).
-4. The result is returned as an (N, F, Ho, Wo) array that is a transposed (and, for stride 1,
-   cropped) *view* of that channel-major matrix. The values are NCHW (index them as usual); only
-   the memory order is channel-major. The next layers (batchnorm, ReLU, the next conv's padded
-   copy) read it channel by channel, which is the order they prefer; an NCHW-ordered input works
-   too, at the price of a transposing copy in step 1.
+1. :func:`im2col` lays every receptive field out as one column of a matrix: shape
+   (C kh kw, N Ho Wo). A strided view of the padded input presents the windows without copying;
+   one reshape copies them into the matrix.
+2. The convolution is then one matrix product: ``w.reshape(F, C kh kw) @ cols`` is (F, N Ho Wo).
+3. Backward: ``dw = dout_matrix @ cols.T``, and ``dcols = w_matrix.T @ dout_matrix`` holds each
+   window's share of dx; :func:`col2im` adds the windows back where they came from.
 
-Backward: ``dw = sum over chunks of cols @ dout.T`` (the same column chunks, with dout laid out
-like the forward's output matrix, zeros on the dropped positions); for stride 1, ``dx`` is the
-convolution of ``dout`` with the flipped, transposed kernel (a "full" convolution, padding
-k - 1 - p), which reuses steps 1-3 -- no scatter; for stride > 1, ``dx`` scatters ``w.T @ dout``
-back over the receptive fields (col2im). dx comes back channel-major as well.
+The engine (``eca_ref.engine.conv``) computes the same function with a memory layout tuned for the
+CPU; tests/test_engine.py checks that the two agree.
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
-from eca_ref import parallel
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
 from eca_ref.validation import check_float_array, check_int, check_same_dtype
 
 __all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_loop",
-           "conv2d_backward_loop", "conv_output_size"]
+           "conv2d_backward_loop", "conv_output_size", "im2col", "col2im"]
 
 
 class Conv2dCache(NamedTuple):
-    xbuf: object        # flat zero-padded channel-major copy of x (see _Grid), (C S + slack,)
+    cols: object        # (C kh kw, N Ho Wo) the input's receptive fields, one per column
     w: object           # (F, C, kh, kw)
     has_bias: bool
     x_shape: tuple      # (N, C, H, W)
     stride: int
     padding: int
-
-
-# im2col works on chunks of columns whose matrix stays small enough for the CPU caches (the
-# whole batch's matrix would be kh kw times the input, and filling fresh memory costs page faults).
-# A chunk is at most CHUNK_COLUMNS columns and at most CHUNK_ELEMENTS values (wide layers take
-# shorter chunks); both measured on a 2-core Xeon (2 MB L2 per core): 1024-2048 columns were
-# 20% faster than 8192-16384 (the product reads its chunk from L2).
-CHUNK_COLUMNS = 2048
-CHUNK_ELEMENTS = 1 << 18
-# With a multithreaded BLAS every matrix product is a synchronisation of its threads; on a shared
-# 2-core machine whose other core is busy, each one can wait a scheduler tick for the second thread
-# (measured: 9 s per training step with 2048-column chunks, about 1 s with 16x larger chunks, 0.26 s
-# with one thread). So chunks are CHUNK_THREADED_FACTOR times larger when BLAS may use several threads.
-CHUNK_THREADED_FACTOR = 16
-
-
-def _blas_may_thread() -> bool:
-    """False inside parallel.threads (BLAS runs one thread per call there) and where
-    $OPENBLAS_NUM_THREADS / $OMP_NUM_THREADS / $MKL_NUM_THREADS (or the CPU count) say 1."""
-    if parallel.blas_single_threaded():
-        return False
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        value = os.environ.get(var, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value) > 1
-    return (os.cpu_count() or 1) > 1
 
 
 def conv_output_size(size: int, k: int, stride: int, padding: int) -> int:
@@ -106,132 +66,41 @@ def _check_conv_args(x, w, b, stride, padding, check_finite):
     return stride, padding
 
 
-class _Grid(NamedTuple):
-    """Where a zero-padded, channel-major batch lives in a flat buffer.
+def im2col(x, kh: int, kw: int, stride: int, padding: int):
+    """Every receptive field of x as a column.
 
-    Each channel holds pad_w zeros, then pad_h zero rows, then for every image its H rows followed
-    by pad_h zero rows; every row is W values followed by pad_w zeros. Neighbouring rows and images
-    *share* their padding (the zeros after one row are the zeros before the next), which is all a
-    window reaching pad past an edge needs, and it saves work: a stride-1 conv computes (and drops)
-    every stored position, (H + p)(W + p) instead of (H + 2p)(W + 2p) per image (8x8 maps: 81
-    instead of 100). The conventionally padded x_pad[n, c, hh, ww] is at c S + n Hs Ws + hh Ws + ww.
-    """
-    N: int
-    C: int
-    H: int
-    W: int
-    pad_h: int
-    pad_w: int
-    Hs: int   # stored rows per image: H + pad_h
-    Ws: int   # stored values per row: W + pad_w
-    S: int    # values per channel: pad_w + (pad_h + N Hs) Ws
-
-
-def _grid(N, C, H, W, pad_h, pad_w) -> _Grid:
-    Hs, Ws = H + pad_h, W + pad_w
-    return _Grid(N, C, H, W, pad_h, pad_w, Hs, Ws, pad_w + (pad_h + N * Hs) * Ws)
-
-
-def _padded_buffer(x, pad_h: int, pad_w: int, kh: int, kw: int):
-    """x (N, C, H, W), any memory order -> (flat zero-padded channel-major copy, its _Grid).
-
-    The slack after the last channel lets the stride-1 im2col view read (kh - 1) rows and
-    (kw - 1) columns past it; those reads only feed output positions that are dropped. Only the
-    padding is zeroed: the interior is overwritten by x anyway (one pass less over memory).
+    Shape:
+        x: (N, C, H, W) -> cols: (C kh kw, N Ho Wo); row (c, i, j), column (n, h, w) holds
+        x_pad[n, c, stride h + i, stride w + j].
     """
     xp = get_xp()
     N, C, H, W = x.shape
-    g = _grid(N, C, H, W, pad_h, pad_w)
-    buf = xp.empty(C * g.S + kh * g.Ws + kw, dtype=x.dtype)
-    per_channel = buf[:C * g.S].reshape(C, g.S)
-    head = pad_w + pad_h * g.Ws
-    images = per_channel[:, head:].reshape(C, N, g.Hs, g.Ws)
-    buf[C * g.S:] = 0
-    x_cm = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
-
-    def part(c0, c1):  # a range of channels (split over parallel.threads)
-        per_channel[c0:c1, :head] = 0
-        images[c0:c1, :, :H, W:] = 0
-        images[c0:c1, :, H:] = 0
-        images[c0:c1, :, :H, :W] = x_cm[c0:c1]
-
-    parallel.run(part, parallel.split(C, work=x.size))
-    return buf, g
+    Ho = conv_output_size(H, kh, stride, padding)
+    Wo = conv_output_size(W, kw, stride, padding)
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))   # (N, C, Hp, Wp)
+    sn, sc, sh, sw = x_pad.strides
+    # a view (no copy): windows[c, i, j, n, h, w] = x_pad[n, c, stride h + i, stride w + j]
+    windows = xp.lib.stride_tricks.as_strided(
+        x_pad, shape=(C, kh, kw, N, Ho, Wo), strides=(sc, sh, sw, sn, stride * sh, stride * sw))
+    return windows.reshape(C * kh * kw, N * Ho * Wo)                               # the one copy
 
 
-class _Geometry(NamedTuple):
-    view: object   # (C, kh, kw, N Hs Ws) or (C, kh, kw, N, Ho, Wo) strided view of the buffer: every column
-    P: int         # columns per image: Hs Ws (stride 1, dropped positions included) or Ho Wo
-    flat: bool     # stride-1 layout (columns run over all stored positions)
-    Hs: int
-    Ws: int
+def col2im(dcols, x_shape: tuple, kh: int, kw: int, stride: int, padding: int):
+    """The adjoint of :func:`im2col`: add each column's values back onto the window it came from.
 
-
-def _im2col_view(buf, g: _Grid, kh, kw, stride):
+    Shape:
+        dcols: (C kh kw, N Ho Wo) -> dx: (N, C, H, W)
+    """
     xp = get_xp()
-    as_strided = xp.lib.stride_tricks.as_strided
-    isz = buf.itemsize
-    L1 = g.Hs * g.Ws
-    Ho = conv_output_size(g.H, kh, stride, g.pad_h)
-    Wo = conv_output_size(g.W, kw, stride, g.pad_w)
-    if stride == 1 and Ho <= g.Hs and Wo <= g.Ws:
-        # row (c, i, j) of the column matrix is the contiguous slice buf[c S + i Ws + j:][:N Hs Ws]
-        view = as_strided(buf, shape=(g.C, kh, kw, g.N * L1), strides=(g.S * isz, g.Ws * isz, isz, isz))
-        return _Geometry(view, L1, True, g.Hs, g.Ws)
-    view = as_strided(buf, shape=(g.C, kh, kw, g.N, Ho, Wo),
-                      strides=(g.S * isz, g.Ws * isz, isz, L1 * isz, stride * g.Ws * isz, stride * isz))
-    return _Geometry(view, Ho * Wo, False, g.Hs, g.Ws)
-
-
-def _chunks(geo, N, K):
-    """Column ranges (c0, c1) of the chunks: any range for stride 1, whole images otherwise."""
-    total = N * geo.P
-    size = max(1, min(CHUNK_COLUMNS, CHUNK_ELEMENTS // K))
-    if _blas_may_thread():
-        size *= CHUNK_THREADED_FACTOR
-    if not geo.flat:  # exact columns: whole images per chunk, so the view can be sliced by image
-        size = max(1, size // geo.P) * geo.P
-    return [(c0, min(total, c0 + size)) for c0 in range(0, total, size)], size
-
-
-def _cols(geo, c0, c1, ws):
-    """Copy columns c0..c1-1 of the column matrix into the workspace: (C kh kw, c1 - c0)."""
-    C, kh, kw = geo.view.shape[:3]
-    cols = ws[:C * kh * kw * (c1 - c0)].reshape(C * kh * kw, c1 - c0)  # contiguous, even for a short chunk
-    if geo.flat:
-        src = geo.view[..., c0:c1]                                  # (C, kh, kw, c1 - c0)
-    else:
-        src = geo.view[:, :, :, c0 // geo.P:c1 // geo.P]            # (C, kh, kw, nb, Ho, Wo)
-    cols.reshape(src.shape)[...] = src
-    return cols
-
-
-def _conv_core(buf, g: _Grid, w, stride):
-    """out = w2 @ cols over every column, chunk by chunk: (F, N P) -- the convolution over a padded buffer."""
-    xp = get_xp()
-    F, _, kh, kw = w.shape
-    N, C = g.N, g.C
-    geo = _im2col_view(buf, g, kh, kw, stride)
-    w2 = w.reshape(F, C * kh * kw)
-    out = xp.empty((F, N * geo.P), dtype=buf.dtype)
-    chunks, size = _chunks(geo, N, C * kh * kw)
-
-    def part(a, b):  # chunks a..b-1, with their own workspace (one per thread), reused chunk to chunk
-        ws = xp.empty(C * kh * kw * size, dtype=buf.dtype)
-        for c0, c1 in chunks[a:b]:
-            # BLAS writes the chunk's product into its (strided) slice of out: no temporary, no copy
-            xp.matmul(w2, _cols(geo, c0, c1, ws), out=out[:, c0:c1])
-
-    parallel.run(part, parallel.split(len(chunks)))
-    return out, geo
-
-
-def _nchw_view(out, geo, N, Ho, Wo):
-    """(F, N P) product -> the (N, F, Ho, Wo) view (the stride-1 layout drops its padded positions)."""
-    F = out.shape[0]
-    if geo.flat:
-        return out.reshape(F, N, geo.Hs, geo.Ws)[:, :, :Ho, :Wo].transpose(1, 0, 2, 3)
-    return out.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3)
+    N, C, H, W = x_shape
+    Ho = conv_output_size(H, kh, stride, padding)
+    Wo = conv_output_size(W, kw, stride, padding)
+    d = dcols.reshape(C, kh, kw, N, Ho, Wo).transpose(3, 0, 1, 2, 4, 5)             # (N, C, kh, kw, Ho, Wo)
+    dx_pad = xp.zeros((N, C, H + 2 * padding, W + 2 * padding), dtype=dcols.dtype)
+    for i in range(kh):              # kernel offset (i, j) touches rows i, i + s, ... and columns j, j + s, ...
+        for j in range(kw):
+            dx_pad[:, :, i:i + stride * Ho:stride, j:j + stride * Wo:stride] += d[:, :, i, j]
+    return dx_pad[:, :, padding:padding + H, padding:padding + W]
 
 
 def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_finite: bool = True):
@@ -250,8 +119,6 @@ def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_fin
     Shape:
         x: (N, C, H, W), w: (F, C, kh, kw), b: (F,)
         out: (N, F, Ho, Wo) with Ho = floor((H + 2 padding - kh) / stride) + 1 (Wo likewise).
-        The result is a view of a channel-major (F, N, ...) array (for stride 1, rows of Wo of
-        every W + padding stored values: the padding is shared, see _Grid); use it as any NCHW array.
 
     Weight initialisation (done by the model, not here): Kaiming normal, fan_out, for ReLU nets.
 
@@ -268,12 +135,14 @@ def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_fin
     stride, padding = _check_conv_args(x, w, b, stride, padding, check_finite)
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
-    buf, g = _padded_buffer(x, padding, padding, kh, kw)
-    out, geo = _conv_core(buf, g, w, stride)  # (F, N P)
+    Ho = conv_output_size(H, kh, stride, padding)
+    Wo = conv_output_size(W, kw, stride, padding)
+    cols = im2col(x, kh, kw, stride, padding)                  # (C kh kw, N Ho Wo)
+    out = w.reshape(F, C * kh * kw) @ cols                     # (F, N Ho Wo)
     if b is not None:
         out += b[:, None]
-    out = _nchw_view(out, geo, N, conv_output_size(H, kh, stride, padding), conv_output_size(W, kw, stride, padding))
-    return out, Conv2dCache(buf, w, b is not None, tuple(x.shape), stride, padding)
+    out = out.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3)      # (N, F, Ho, Wo)
+    return out, Conv2dCache(cols, w, b is not None, tuple(x.shape), stride, padding)
 
 
 def conv2d_backward(dout, cache: Conv2dCache, *, input_grad: bool = True):
@@ -291,86 +160,20 @@ def conv2d_backward(dout, cache: Conv2dCache, *, input_grad: bool = True):
     Returns:
         (dx, grads)
     """
-    xp = get_xp()
-    w, stride, p = cache.w, cache.stride, cache.padding
+    cols, w = cache.cols, cache.w
     N, C, H, W = cache.x_shape
     F, _, kh, kw = w.shape
-    Ho, Wo = conv_output_size(H, kh, stride, p), conv_output_size(W, kw, stride, p)
+    Ho = conv_output_size(H, kh, cache.stride, cache.padding)
+    Wo = conv_output_size(W, kw, cache.stride, cache.padding)
     check_float_array(dout, "dout", shape=(N, F, Ho, Wo), dims="(N, F, Ho, Wo)", check_finite=False)
-    g = _grid(N, C, H, W, p, p)
-    geo = _im2col_view(cache.xbuf, g, kh, kw, stride)
-    d_cm = dout.transpose(1, 0, 2, 3)  # (F, N, Ho, Wo): a plain view when dout is channel-major
-    grads = {}
+    dout_mat = dout.transpose(1, 0, 2, 3).reshape(F, N * Ho * Wo)   # (F, N Ho Wo), columns as in cols
+    grads = {"weight": (dout_mat @ cols.T).reshape(w.shape)}       # (F, C, kh, kw)
     if cache.has_bias:
-        grads["bias"] = xp.einsum("fnhw->f", d_cm)  # (F,)
-    qh, qw = kh - 1 - p, kw - 1 - p
-    full_conv = stride == 1 and qh >= 0 and qw >= 0  # dx = dout (*) flipped kernel, padding k - 1 - p
-    dbuf = None
-    if geo.flat:
-        # dout laid out like the forward's output matrix (F, N Hs Ws), zeros on the dropped positions.
-        # The full convolution pads dout by (qh, qw); for "same" padding (q = p) that grid is the
-        # forward's, and its buffer shifted by qh Ws + qw *is* that layout (a matrix with row
-        # stride S): one padded copy serves dw and dx
-        NL = N * geo.P
-        if full_conv and qh == p and qw == p:
-            dbuf, dg = _padded_buffer(dout, qh, qw, kh, kw)
-            d_cols = xp.lib.stride_tricks.as_strided(dbuf[qh * dg.Ws + qw:], shape=(F, NL),
-                                                     strides=(dg.S * dbuf.itemsize, dbuf.itemsize))
-        else:
-            d_cols = xp.zeros((F, N, geo.Hs, geo.Ws), dtype=dout.dtype)
-            d_cols[:, :, :Ho, :Wo] = d_cm
-            d_cols = d_cols.reshape(F, NL)
-    else:
-        d_cols = xp.ascontiguousarray(d_cm).reshape(F, N * Ho * Wo)  # a view when dout is channel-major
-    # dw = sum over chunks of cols @ dout_chunk.T: (C kh kw, F), the order BLAS runs fastest here
-    chunks, size = _chunks(geo, N, C * kh * kw)
-
-    def part(a, b):  # the sum over chunks a..b-1 (each thread its own partial sum)
-        ws = xp.empty(C * kh * kw * size, dtype=dout.dtype)
-        acc = xp.zeros((C * kh * kw, F), dtype=dout.dtype)
-        tmp = xp.empty_like(acc)
-        for c0, c1 in chunks[a:b]:
-            xp.matmul(_cols(geo, c0, c1, ws), d_cols[:, c0:c1].T, out=tmp)
-            acc += tmp
-        return acc
-
-    partial = parallel.run(part, parallel.split(len(chunks)))
-    dwt = partial[0]
-    for acc in partial[1:]:
-        dwt += acc
-    grads["weight"] = dwt.T.reshape(w.shape)  # (F, C, kh, kw)
+        grads["bias"] = dout_mat.sum(axis=1)                        # (F,)
     if not input_grad:
         return None, grads
-    if full_conv:
-        if dbuf is None:
-            dbuf, dg = _padded_buffer(dout, qh, qw, kh, kw)
-        wt = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, kh, kw)
-        dx, g2 = _conv_core(dbuf, dg, wt, 1)  # (C, N P')
-        return _nchw_view(dx, g2, N, H, W), grads
-    # col2im: every column's gradient w2.T @ dout goes back to the window it came from; done per
-    # chunk of images so that the chunk's (C kh kw, columns) gradient stays in the CPU caches
-    d2 = d_cols if not geo.flat else xp.ascontiguousarray(d_cm).reshape(F, N * Ho * Wo)  # exact columns
-    w2t = w.reshape(F, -1).T                                    # (C kh kw, F)
-    dpad = xp.zeros((C, N, H + 2 * p, W + 2 * p), dtype=dout.dtype)
-    P = Ho * Wo
-    nb = max(1, size // P)
-    starts = list(range(0, N, nb))
-
-    def part(a, b):  # image chunks a..b-1: disjoint images, so threads never write the same values
-        ws = xp.empty(C * kh * kw * nb * P, dtype=dout.dtype)
-        for n0 in starts[a:b]:
-            n1 = min(N, n0 + nb)
-            dcols = ws[:C * kh * kw * (n1 - n0) * P].reshape(C * kh * kw, (n1 - n0) * P)
-            xp.matmul(w2t, d2[:, n0 * P:n1 * P], out=dcols)         # (C kh kw, nb Ho Wo)
-            dcols = dcols.reshape(C, kh, kw, n1 - n0, Ho, Wo)
-            dchunk = dpad[:, n0:n1]                                 # (C, nb, Hp, Wp)
-            for i in range(kh):
-                for j in range(kw):
-                    dchunk[:, :, i:i + stride * (Ho - 1) + 1:stride,
-                           j:j + stride * (Wo - 1) + 1:stride] += dcols[:, i, j]
-
-    parallel.run(part, parallel.split(len(starts)))
-    return dpad[:, :, p:p + H, p:p + W].transpose(1, 0, 2, 3), grads
+    dcols = w.reshape(F, C * kh * kw).T @ dout_mat                  # (C kh kw, N Ho Wo)
+    return col2im(dcols, cache.x_shape, kh, kw, cache.stride, cache.padding), grads
 
 
 # ---------------------------------------------------------------- plain loops (read these first)
