@@ -24,9 +24,11 @@ import numpy
 from eca_ref import parallel, procshards
 from eca_ref.attention import VARIANTS
 from eca_ref.backend import get_xp
+from eca_ref.engine import Runner, cores
 from eca_ref.errors import InputError
-from eca_ref.functional.loss import softmax_cross_entropy
-from eca_ref.models import ResNetConfig, block_specs, decay_keys, init_resnet, resnet_backward, resnet_forward
+from eca_ref.models import ResNetConfig, block_specs, decay_keys, init_resnet
+from eca_ref.train.optim import SGDConfig, sgd_init
+from eca_ref.train.step import train_step
 from eca_ref.validation import check_int
 
 __all__ = ["ECA_SHAPES", "tune_allocator", "time_median", "time_interleaved", "bench_train_step", "bench_eca",
@@ -128,32 +130,30 @@ def environment() -> dict:
 # ------------------------------------------------------------------------------------ training step
 
 class _NumpyStep:
-    """One training step of the NumPy network: forward, loss, backward, Nesterov SGD with weight decay."""
+    """One training step of the NumPy network, the trainer's own (:func:`eca_ref.train.step.train_step`):
+    forward, loss, backward, Nesterov SGD with weight decay (lr LR, momentum MOMENTUM, WEIGHT_DECAY).
 
-    def __init__(self, cfg, batch, seed=0):
+    ``runner``: the :class:`eca_ref.engine.Runner` of the caller's ``cores`` block; None: the fast
+    engine in whatever block the caller opens around the calls.
+    """
+
+    def __init__(self, cfg, batch, seed=0, runner=None):
         xp = get_xp()
         rng = numpy.random.default_rng(seed)
         self.cfg = cfg
+        self.runner = runner if runner is not None else Runner("fast", 1, "threads")
         self.params, self.buffers = init_resnet(cfg, rng, dtype=numpy.float32)
-        self.decay = decay_keys(self.params)
-        self.velocity = {k: xp.zeros_like(v) for k, v in self.params.items()}
+        self.decay = frozenset(decay_keys(self.params))
+        self.momentum = sgd_init(self.params)
+        self.sgd = SGDConfig(MOMENTUM, WEIGHT_DECAY, nesterov=True)
         self.x = xp.asarray(rng.standard_normal((batch, 3, 32, 32), dtype=numpy.float32))
         self.y = xp.asarray(rng.integers(0, cfg.num_classes, batch))
 
     def __call__(self):
-        logits, cache, self.buffers = resnet_forward(self.x, self.params, self.buffers, self.cfg, train=True)
-        loss, dlogits = softmax_cross_entropy(logits, self.y, check_finite=False)
-        grads = resnet_backward(dlogits, cache)
-        for k, p in self.params.items():
-            g = grads[k]
-            if k in self.decay:
-                g += WEIGHT_DECAY * p
-            v = self.velocity[k]
-            v *= MOMENTUM
-            v += g
-            g += MOMENTUM * v  # Nesterov: step along g + momentum v
-            p -= LR * g
-        return loss
+        out = train_step(self.runner, self.x, self.y, self.params, self.buffers, self.momentum, model_cfg=self.cfg,
+                         lr=LR, decay=self.decay, sgd=self.sgd)
+        self.params, self.buffers, self.momentum = out.params, out.buffers, out.momentum
+        return out.loss
 
 
 def make_torch_resnet(cfg: ResNetConfig, params=None, buffers=None, dtype=None):
@@ -261,8 +261,8 @@ def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repea
     """Time one training step (forward + backward + update, float32) in NumPy and, if available, PyTorch.
 
     Both use ``threads`` CPU cores (None: every available core): eca-ref through
-    :func:`eca_ref.procshards.use_cores` (one shard of the batch per worker process, or per
-    thread with ``workers="threads"``), PyTorch through ``torch.set_num_threads``.
+    :func:`eca_ref.engine.cores` (one shard of the batch per worker process, or per thread with
+    ``workers="threads"``), PyTorch through ``torch.set_num_threads``.
     """
     cfg = cfg or ResNetConfig()
     batch = check_int(batch, "batch", min_value=2)
@@ -270,8 +270,9 @@ def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repea
     warmup = check_int(warmup, "warmup", min_value=0)
     torch = _torch() if with_torch else None
     with_torch = torch is not None and cfg.attention in ("eca", "none")
-    with procshards.use_cores(threads, workers) as threads:
-        steps = {"numpy": _NumpyStep(cfg, batch)}
+    with cores(threads, workers) as runner:
+        threads = runner.n
+        steps = {"numpy": _NumpyStep(cfg, batch, runner=runner)}
         if with_torch:
             steps["torch"] = _torch_step(cfg, batch, threads)
         times = time_interleaved(steps, repeats=repeats, warmup=warmup)

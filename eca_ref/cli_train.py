@@ -17,8 +17,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from eca_ref.bench import tune_allocator
+from eca_ref.engine import ENGINES, WORKERS, cores
+from eca_ref.errors import InputError
 from eca_ref.models.resnet import CONV_INITS
-from eca_ref.train.loop import PRESETS, TrainConfig
+from eca_ref.train.ablate import AblationInterrupted, ablate
+from eca_ref.train.config import PRESETS, TrainConfig, preset_fields
+from eca_ref.train.evaluate import evaluate_run
+from eca_ref.train.gates import gate_statistics
+from eca_ref.train.loop import resume, train
 
 _DEFAULTS = TrainConfig.__dataclass_fields__
 
@@ -36,7 +43,9 @@ def _fmt_seconds(s: float) -> str:
     return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s"
 
 
-def _cores_text(n: int, workers: str) -> str:
+def _cores_text(n: int, workers: str, engine: str = "fast") -> str:
+    if engine == "reference":
+        return "the reference engine on 1 core"
     if n == 1:
         return "1 core"
     return f"{n} cores ({n - 1} worker process{'es' if n > 2 else ''} + this one)" if workers == "processes" \
@@ -63,7 +72,7 @@ class RichReporter:
             self.console.print(f"{self.label}training {what}; {info['n_train']:,} train / {info['n_test']:,} test "
                                f"images from {info['data_root']}; {cfg.epochs} epochs x {info['steps_per_epoch']} "
                                f"steps of {cfg.batch_size}; run dir {info['run_dir']}; "
-                               f"{_cores_text(info.get('threads', 1), info.get('workers', 'threads'))}")
+                               f"{_cores_text(info.get('threads', 1), info.get('workers', 'threads'), info.get('engine', 'fast'))}")
 
     def on_epoch_start(self, epoch, epochs, n_batches, first):
         self._stop()
@@ -102,8 +111,9 @@ def _threads_option(f):
 
 
 def _cores_options(f):
-    from eca_ref.procshards import WORKERS
-
+    f = click.option("--engine", type=click.Choice(list(ENGINES)), default="fast", show_default=True,
+                     help="What runs the model: the fast engine, or the plain reference code (one core, slow; "
+                          "the same numbers to float32 rounding).")(f)
     f = click.option("--workers", type=click.Choice(list(WORKERS)), default="processes", show_default=True,
                      help="What runs the shards: worker processes (faster) or threads of this process "
                           "(the same results).")(f)
@@ -118,7 +128,6 @@ def _malloc_option(f):
 
 def _tune(on: bool) -> None:
     if on:
-        from eca_ref.bench import tune_allocator
         tune_allocator()
 
 
@@ -166,34 +175,27 @@ def _given(ctx, name) -> bool:
 @_cores_options
 @_malloc_option
 @click.pass_context
-def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, workers, tune_malloc, preset, **opts):
+def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, workers, engine, tune_malloc, preset,
+              **opts):
     """Train the tiny ECA-ResNet on CIFAR-10 (or continue a run with --resume)."""
-    from eca_ref.errors import InputError
-    from eca_ref.train.loop import resume, train
-
     _tune(tune_malloc)
-    given = {k for k in opts if _given(ctx, k)}
-    if preset is not None:  # the preset's fields, unless given explicitly
-        for k, v in PRESETS[preset].items():
-            if k not in given:
-                opts[k] = v
-                given.add(k)
+    # the fields set explicitly: the preset's, unless given as options (the defaults are TrainConfig's)
+    fields = preset_fields(preset, **{k: v for k, v in opts.items() if _given(ctx, k)})
+    cores_opts = {"threads": threads, "workers": workers, "engine": engine}
     console = Console(highlight=False, soft_wrap=True)
     reporter = RichReporter(console)
     t0 = time.perf_counter()
     try:
         if resume_dir is not None:
-            expect = {k: v for k, v in opts.items() if k in given}
             if out is not None and str(out).rstrip("/") != str(resume_dir).rstrip("/"):
                 raise InputError(f"--out {out} contradicts --resume {resume_dir}: a resumed run stays in its directory")
-            result = resume(resume_dir, data_dir=data_dir, stop_after=stop_after, reporter=reporter, expect=expect,
-                            threads=threads, workers=workers, test_every=test_every)
+            result = resume(resume_dir, data_dir=data_dir, stop_after=stop_after, reporter=reporter, expect=fields,
+                            test_every=test_every, **cores_opts)
         else:
             if out is None:
                 raise InputError("--out is required (the run directory), or give --resume RUN_DIR")
-            cfg = TrainConfig(**opts)
-            result = train(cfg, out, data_dir=data_dir, stop_after=stop_after, reporter=reporter, threads=threads,
-                           workers=workers, test_every=test_every)
+            result = train(TrainConfig(**fields), out, data_dir=data_dir, stop_after=stop_after, reporter=reporter,
+                           test_every=test_every, **cores_opts)
     except KeyboardInterrupt:
         reporter.close()
         click.echo("Stopped at once by Ctrl-C; the last checkpoint written, if any, is kept.", err=True)
@@ -223,13 +225,9 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, w
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average the logits of each image and its mirror.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_cores_options
-def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers):
+def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers, engine):
     """Test accuracy, per-class accuracy and the confusion matrix of a saved run."""
-    from eca_ref.procshards import use_cores
-    from eca_ref.train.evaluate import evaluate_run
-
-    with use_cores(threads, workers):
-        r = evaluate_run(run_dir, data_dir=data_dir, limit=limit, tta=tta)
+    r = evaluate_run(run_dir, data_dir=data_dir, limit=limit, tta=tta, threads=threads, workers=workers, engine=engine)
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=1))
         return
@@ -263,10 +261,7 @@ def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers):
 @_threads_option
 def gates_cmd(run_dir, data_dir, limit, as_json, threads):
     """What the attention learned: each block's gates averaged per class on the test split."""
-    from eca_ref import parallel
-    from eca_ref.train.gates import gate_statistics
-
-    with parallel.threads(threads):
+    with cores(threads, "threads"):
         g = gate_statistics(run_dir, data_dir=data_dir, limit=limit)
     if as_json:
         click.echo(json.dumps(g.to_dict(), indent=1))
@@ -286,7 +281,6 @@ def gates_cmd(run_dir, data_dir, limit, as_json, threads):
 
 
 def _csv(text: str, kind=str, name: str = "") -> list:
-    from eca_ref.errors import InputError
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     try:
         return [kind(t) for t in items]
@@ -310,11 +304,8 @@ def _csv(text: str, kind=str, name: str = "") -> list:
 @_cores_options
 @_malloc_option
 def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json, threads,
-               workers, tune_malloc):
+               workers, engine, tune_malloc):
     """Train each attention variant under the same budget; params added and test accuracy mean ± std."""
-    from eca_ref.procshards import use_cores
-    from eca_ref.train.ablate import AblationInterrupted, ablate
-
     _tune(tune_malloc)
     variants = _csv(attention, str, "--attention")
     seed_list = _csv(seeds, int, "--seeds")
@@ -327,9 +318,9 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
 
     t0 = time.perf_counter()
     try:
-        with use_cores(threads, workers):  # the runs inside use these cores (and these worker processes)
-            r = ablate(variants, seed_list, epochs=epochs, out=out, data_dir=data_dir, reporter_factory=factory,
-                       depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
+        r = ablate(variants, seed_list, epochs=epochs, out=out, data_dir=data_dir, reporter_factory=factory,
+                   threads=threads, workers=workers, engine=engine,  # one block of cores for every run
+                   depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
     except AblationInterrupted as exc:
         click.echo(f"Interrupted: {exc}", err=True)
         sys.exit(130)

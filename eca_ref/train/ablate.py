@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eca_ref.errors import InputError
+from eca_ref.models import count_parameters
 from eca_ref.train.checkpoint import has_checkpoint
-from eca_ref.train.loop import TrainConfig, TrainResult, resume, train
+from eca_ref.train.config import TrainConfig
+from eca_ref.train.loop import resume, train
+from eca_ref.train.result import TrainResult
+from eca_ref.train.runner import check_cores, use_runner
 
 
 class AblationInterrupted(Exception):
@@ -64,7 +68,8 @@ class AblationResult:
                 "rows": [r.to_dict() for r in self.rows]}
 
 
-def ablate(variants, seeds, *, epochs: int, out, data_dir=None, reporter_factory=None, **config) -> AblationResult:
+def ablate(variants, seeds, *, epochs: int, out, data_dir=None, reporter_factory=None, threads: int | None = None,
+           workers: str | None = None, engine: str | None = None, runner=None, **config) -> AblationResult:
     """Train every variant with every seed under the same recipe; returns an :class:`AblationResult`.
 
     Args:
@@ -74,10 +79,10 @@ def ablate(variants, seeds, *, epochs: int, out, data_dir=None, reporter_factory
         out: folder that receives one run directory per (variant, seed).
         data_dir: CIFAR-10 location.
         reporter_factory: optional ``f(variant, seed) -> reporter`` (see :func:`train`).
+        threads, workers, engine, runner: what runs the model (see :func:`train`); one
+            ``eca_ref.engine.cores`` block (or the ``runner`` given) serves every run.
         **config: further :class:`TrainConfig` fields (depth, width, limit, lr, batch_size, ...).
     """
-    from eca_ref.models import count_parameters
-
     variants, seeds = list(variants), list(seeds)
     if not variants:
         raise InputError("attention must name at least one variant")
@@ -88,27 +93,36 @@ def ablate(variants, seeds, *, epochs: int, out, data_dir=None, reporter_factory
     bad = {"attention", "seed", "epochs"} & set(config)
     if bad:
         raise InputError(f"ablate sets {sorted(bad)} itself")
+    check_cores(threads, workers, engine, runner)
     cfgs = {(v, s): TrainConfig(attention=v, seed=s, epochs=epochs, **config) for v in variants for s in seeds}
     out = Path(out)
     result = AblationResult(epochs=epochs, out=out,
                             config={k: v for k, v in cfgs[(variants[0], seeds[0])].to_dict().items()
                                     if k not in ("attention", "seed")})
-    for v in variants:
-        counts = count_parameters(cfgs[(v, seeds[0])].model_config())
-        row = AblationRow(variant=v, params_total=int(counts["total"]), params_added=int(counts["attention"]),
-                          accs=[], seeds=seeds, statuses=[], seconds=0.0)
-        for s in seeds:
-            cfg = cfgs[(v, s)]
-            run_dir = out / f"{v}-seed{s}"
-            reporter = reporter_factory(v, s) if reporter_factory else None
-            if has_checkpoint(run_dir):
-                r: TrainResult = resume(run_dir, data_dir=data_dir, reporter=reporter, expect=cfg.to_dict())
-            else:
-                r = train(cfg, run_dir, data_dir=data_dir, reporter=reporter)
-            if r.status == "interrupted":
-                raise AblationInterrupted(f"{r.message}; run the same ablation again to continue")
-            row.statuses.append(r.status)
-            row.accs.append(r.test_acc if r.status == "finished" and r.test_acc is not None else float("nan"))
-            row.seconds += sum(m["seconds"] for m in r.metrics)
-        result.rows.append(row)
+    with use_runner(runner, threads, workers, engine) as run_model:
+        for v in variants:
+            _ablate_variant(result, v, seeds, cfgs, out, data_dir, reporter_factory, run_model)
     return result
+
+
+def _ablate_variant(result: AblationResult, v: str, seeds: list, cfgs: dict, out: Path, data_dir, reporter_factory,
+                    runner) -> None:
+    """Train (or reuse, or resume) the runs of variant ``v``, one per seed; appends its row to ``result``."""
+    counts = count_parameters(cfgs[(v, seeds[0])].model_config())
+    row = AblationRow(variant=v, params_total=int(counts["total"]), params_added=int(counts["attention"]),
+                      accs=[], seeds=seeds, statuses=[], seconds=0.0)
+    for s in seeds:
+        cfg = cfgs[(v, s)]
+        run_dir = out / f"{v}-seed{s}"
+        reporter = reporter_factory(v, s) if reporter_factory else None
+        if has_checkpoint(run_dir):
+            r: TrainResult = resume(run_dir, data_dir=data_dir, reporter=reporter, expect=cfg.to_dict(),
+                                    runner=runner)
+        else:
+            r = train(cfg, run_dir, data_dir=data_dir, reporter=reporter, runner=runner)
+        if r.status == "interrupted":
+            raise AblationInterrupted(f"{r.message}; run the same ablation again to continue")
+        row.statuses.append(r.status)
+        row.accs.append(r.test_acc if r.status == "finished" and r.test_acc is not None else float("nan"))
+        row.seconds += sum(m["seconds"] for m in r.metrics)
+    result.rows.append(row)

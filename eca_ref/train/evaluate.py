@@ -3,6 +3,10 @@
     from eca_ref.train import evaluate_run
     r = evaluate_run("runs/eca_d8")
     r.accuracy, r.per_class["cat"], r.confusion.shape       # (10, 10): rows true, columns predicted
+
+and the pieces the loop uses too: :func:`predict` (logits in eval mode) and :func:`evaluate_arrays`
+(loss, accuracy and predictions on arrays). The model passes come from an
+:class:`eca_ref.engine.Runner` (``threads``, ``workers``, ``engine``; see eca_ref.train.runner).
 """
 from __future__ import annotations
 
@@ -11,10 +15,60 @@ from pathlib import Path
 
 import numpy as np  # host-side counting only
 
+from eca_ref.backend import asnumpy, get_xp
+from eca_ref.data import class_names, iterate_batches, load_cifar10, resolve_root
 from eca_ref.errors import CheckpointError, InputError, InputTypeError
+from eca_ref.functional.loss import cross_entropy_forward
+from eca_ref.models import ResNetConfig
 from eca_ref.train.checkpoint import load_checkpoint
-from eca_ref.train.loop import EVAL_BATCH, TrainConfig, evaluate_arrays
+from eca_ref.train.config import TrainConfig
+from eca_ref.train.runner import check_cores, use_runner
 from eca_ref.validation import check_int
+
+__all__ = ["EVAL_BATCH", "EvalResult", "LoadedRun", "confusion_matrix", "confusion_matrix_loop", "evaluate_arrays",
+           "evaluate_run", "load_run", "load_test_split", "predict"]
+
+EVAL_BATCH = 128                    # eval forward keeps its caches: same memory as a training step
+
+
+def predict(params: dict, buffers: dict, model_cfg, images: np.ndarray, mean, std, *,
+            batch_size: int = EVAL_BATCH, tta: bool = False, runner=None) -> np.ndarray:
+    """Logits ``(N, num_classes)`` float32 of the model in eval mode (running BN statistics).
+
+    ``images`` is uint8 ``(N, 3, 32, 32)``; it is normalised with ``mean`` and ``std`` batch by batch.
+    ``tta``: test-time augmentation by horizontal flip: the mean of the logits of each image and of
+    its mirror image (the flip is one of the training augmentations; twice the cost).
+    ``runner``: the :class:`eca_ref.engine.Runner` that runs the model (None: a default
+    ``eca_ref.engine.cores()`` block's, for this call).
+    """
+    if not isinstance(tta, bool):
+        raise InputTypeError(f"tta must be True or False, got {tta!r}")
+    labels = np.zeros(len(images), np.int64)
+    out = []
+    with use_runner(runner) as run:
+        for x, _ in iterate_batches(images, labels, batch_size, rng=None, shuffle=False, augment=False,
+                                    mean=mean, std=std, drop_last=False):
+            logits, _, _ = run.forward(x, params, buffers, model_cfg, train=False)   # (B, classes)
+            if tta:
+                mirrored, _, _ = run.forward(x[..., ::-1], params, buffers, model_cfg, train=False)
+                logits = (logits + mirrored) * 0.5
+            out.append(asnumpy(logits))
+    return np.concatenate(out, axis=0) if out else np.zeros((0, model_cfg.num_classes), np.float32)
+
+
+def evaluate_arrays(params, buffers, model_cfg, images, labels, mean, std, *, batch_size=EVAL_BATCH,
+                    tta: bool = False, runner=None) -> dict:
+    """Test loss (plain cross-entropy, in float64), accuracy and predictions on ``images``
+    (``tta``, ``runner``: see :func:`predict`)."""
+    logits = predict(params, buffers, model_cfg, images, mean, std, batch_size=batch_size, tta=tta,
+                     runner=runner).astype(np.float64)                    # (N, classes)
+    loss = float("nan")
+    if len(labels):
+        xp = get_xp()
+        loss, _ = cross_entropy_forward(xp.asarray(logits), xp.asarray(np.asarray(labels, np.int64)),
+                                        check_finite=False)
+    pred = logits.argmax(axis=1)
+    return {"loss": loss, "acc": float((pred == labels).mean()) if len(labels) else float("nan"), "pred": pred}
 
 
 def confusion_matrix(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -60,7 +114,7 @@ class LoadedRun:
 
     run_dir: Path
     config: TrainConfig
-    model_config: object     # eca_ref.models.ResNetConfig
+    model_config: ResNetConfig
     params: dict
     buffers: dict
     mean: np.ndarray         # (3,) float32, of the training set
@@ -70,8 +124,6 @@ class LoadedRun:
 
 def load_run(run_dir) -> LoadedRun:
     """Load the checkpoint of ``run_dir``; every problem is one CheckpointError."""
-    from eca_ref.backend import get_xp
-
     groups, meta = load_checkpoint(run_dir)
     run_dir = Path(run_dir)
     try:
@@ -90,8 +142,6 @@ def load_run(run_dir) -> LoadedRun:
 
 def load_test_split(data_dir, limit, num_classes):
     """(images, labels, class names) of the test split, the first ``limit`` images if given."""
-    from eca_ref.data import class_names, load_cifar10, resolve_root
-
     if limit is not None:
         check_int(limit, "limit", min_value=1)
     root = resolve_root(data_dir)
@@ -106,19 +156,25 @@ def load_test_split(data_dir, limit, num_classes):
 
 
 def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size: int = EVAL_BATCH,
-                 tta: bool = False) -> EvalResult:
+                 tta: bool = False, threads: int | None = None, workers: str | None = None,
+                 engine: str | None = None, runner=None) -> EvalResult:
     """Load the checkpoint in ``run_dir`` and evaluate it on the test split (all of it, or the
     first ``limit`` images). The normalisation is the one the run was trained with. ``tta``:
-    average the logits of each image and its mirror image (see :func:`eca_ref.train.predict`)."""
+    average the logits of each image and its mirror image (see :func:`eca_ref.train.predict`).
+    ``threads``, ``workers``, ``engine`` (None: "fast") or an open block's ``runner``: what runs
+    the model (see :func:`eca_ref.train.train`)."""
     check_int(batch_size, "batch_size", min_value=1)
     if not isinstance(tta, bool):
         raise InputTypeError(f"tta must be True or False, got {tta!r}")
+    check_cores(threads, workers, engine, runner)
     run = load_run(run_dir)
-    cfg, mcfg, params, buffers, mean, std = run.config, run.model_config, run.params, run.buffers, run.mean, run.std
+    cfg, mcfg, params, buffers = run.config, run.model_config, run.params, run.buffers
     images, labels, names = load_test_split(data_dir, limit, mcfg.num_classes)
     run_dir = run.run_dir
     try:
-        ev = evaluate_arrays(params, buffers, mcfg, images, labels, mean, std, batch_size=batch_size, tta=tta)
+        with use_runner(runner, threads, workers, engine) as run_model:
+            ev = evaluate_arrays(params, buffers, mcfg, images, labels, run.mean, run.std, batch_size=batch_size,
+                                 tta=tta, runner=run_model)
     except KeyError as exc:
         raise CheckpointError(f"{run_dir}: checkpoint lacks weight {exc} of the saved model config") from None
     cm = confusion_matrix(labels, ev["pred"], mcfg.num_classes)

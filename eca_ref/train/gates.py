@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np  # host-side statistics of gates already brought back with asnumpy
 
 from eca_ref.backend import asnumpy
+from eca_ref.data import iterate_batches
 from eca_ref.errors import CheckpointError, InputError
-from eca_ref.train.evaluate import load_run, load_test_split
-from eca_ref.train.loop import EVAL_BATCH
+from eca_ref.models import attention_gates, count_parameters
+from eca_ref.train.evaluate import EVAL_BATCH, load_run, load_test_split
 from eca_ref.validation import check_int
 
 
@@ -78,10 +79,8 @@ def summarize_gates(gates_by_block: dict, labels: np.ndarray, class_names: list,
 
 
 def gate_statistics(run_dir, *, data_dir=None, limit: int | None = None, batch_size: int = EVAL_BATCH) -> GateStats:
-    """Gates of every block of the run's model on the test split, averaged per class."""
-    from eca_ref.data import iterate_batches
-    from eca_ref.models import attention_gates, count_parameters
-
+    """Gates of every block of the run's model on the test split, averaged per class (computed by
+    the reference model, :func:`eca_ref.models.attention_gates`)."""
     check_int(batch_size, "batch_size", min_value=1)
     run = load_run(run_dir)
     mcfg = run.model_config
