@@ -14,59 +14,29 @@ Results are plain dicts (JSON-ready); ``eca-ref bench`` prints them as tables.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import time
 
 import numpy
 
-from eca_ref import parallel, procshards
 from eca_ref.attention import VARIANTS
 from eca_ref.backend import get_xp
 from eca_ref.engine import Runner, cores
+from eca_ref.engine.blas import available_cores
+from eca_ref.engine.blas import one_thread as blas_one_thread
+from eca_ref.engine.processes import allocator_tuned, tune_allocator
 from eca_ref.errors import InputError
 from eca_ref.models import ResNetConfig, block_specs, decay_keys, init_resnet
 from eca_ref.train.optim import SGDConfig, sgd_init
 from eca_ref.train.step import train_step
 from eca_ref.validation import check_int
 
-__all__ = ["ECA_SHAPES", "tune_allocator", "time_median", "time_interleaved", "bench_train_step", "bench_eca",
+__all__ = ["ECA_SHAPES", "tune_allocator", "allocator_tuned", "time_median", "time_interleaved", "bench_train_step", "bench_eca",
            "make_torch_resnet", "torch_name", "environment"]
 
 ECA_SHAPES = ((128, 64, 8, 8), (32, 256, 56, 56))
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
-
-
-_tuned = False
-
-
-def allocator_tuned() -> bool:
-    """True once :func:`tune_allocator` has succeeded in this process (worker processes follow it)."""
-    return _tuned
-
-
-def tune_allocator() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse (a process-wide setting; opt-in).
-
-    NumPy allocates every large temporary afresh; by default glibc returns those blocks to the
-    system and the next allocation pays page faults to get them back. Raising the mmap and trim
-    thresholds keeps blocks up to 32 MB in the heap (about 10% of a training step here). Returns
-    False where glibc is not available (then nothing changes).
-    """
-    if platform.system() != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-        ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)
-        ok &= libc.mallopt(m_trim_threshold, 1024 * 1024 * 1024)
-        ok &= libc.mallopt(m_top_pad, 64 * 1024 * 1024)
-        global _tuned
-        _tuned = _tuned or bool(ok)
-        return bool(ok)
-    except (OSError, AttributeError):
-        return False
 
 
 def time_median(fn, *, repeats: int, warmup: int, sync=None) -> dict:
@@ -121,7 +91,7 @@ def environment() -> dict:
     torch = _torch()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"numpy": numpy.__version__, "torch": getattr(torch, "__version__", None), "cpus": os.cpu_count(),
-            "cores": parallel.available_cores(), "python": platform.python_version(),
+            "cores": available_cores(), "python": platform.python_version(),
             "machine": platform.machine(), "processor": platform.processor() or None,
             "load_avg": [round(v, 2) for v in load] if load else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -257,12 +227,14 @@ def _torch_step(cfg, batch, threads, seed=0):
 
 
 def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repeats: int = 20, warmup: int = 3,
-                     with_torch: bool = True, threads: int | None = None, workers: str = "processes") -> dict:
+                     with_torch: bool = True, threads: int | None = None, workers: str = "processes",
+                     engine: str = "fast") -> dict:
     """Time one training step (forward + backward + update, float32) in NumPy and, if available, PyTorch.
 
     Both use ``threads`` CPU cores (None: every available core): eca-ref through
     :func:`eca_ref.engine.cores` (one shard of the batch per worker process, or per thread with
-    ``workers="threads"``), PyTorch through ``torch.set_num_threads``.
+    ``workers="threads"``), PyTorch through ``torch.set_num_threads``. ``engine="reference"`` times
+    the plain reference code instead (one process; NumPy's BLAS keeps its own threads).
     """
     cfg = cfg or ResNetConfig()
     batch = check_int(batch, "batch", min_value=2)
@@ -270,14 +242,14 @@ def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repea
     warmup = check_int(warmup, "warmup", min_value=0)
     torch = _torch() if with_torch else None
     with_torch = torch is not None and cfg.attention in ("eca", "none")
-    with cores(threads, workers) as runner:
-        threads = runner.n
+    with cores(threads, workers, engine=engine) as runner:
+        threads = runner.n if engine == "fast" else (threads or available_cores())
         steps = {"numpy": _NumpyStep(cfg, batch, runner=runner)}
         if with_torch:
             steps["torch"] = _torch_step(cfg, batch, threads)
         times = time_interleaved(steps, repeats=repeats, warmup=warmup)
     result = {"config": {"depth": cfg.depth, "width": cfg.width, "attention": cfg.attention, "batch": batch},
-              "threads": threads, "workers": workers, **times}
+              "threads": threads, "workers": runner.workers, "engine": runner.engine, **times}
     for name in times:
         result[name]["images_per_s"] = batch / result[name]["median_ms"] * 1e3
     if with_torch:
@@ -287,21 +259,20 @@ def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repea
 
 # ------------------------------------------------------------------------------------ ECA module alone
 
-def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_torch: bool = True, k: int | None = None,
-              threads: int | None = None):
+def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_torch: bool = True, k: int | None = None):
     """Time the ECA module (forward; forward + backward) against B and PyTorch autograd, float32.
 
+    The module is the reference's (``VARIANTS["eca"]``: GAP -> C1D_k -> σ -> rescale, plain NumPy).
     B = ``x.mean(axis=(2, 3))`` plus ``x * s[:, :, None, None]`` on the same array: the reads and
-    the write that any forward pass must do. Targets: forward <= 1.2 B, forward + backward <= 3 B.
-    The module and B split their passes over ``threads`` threads (None: every available core) by
-    ranges of channels, and PyTorch gets as many.
+    the write that any forward pass must do. Targets: forward <= 1.2 B, forward + backward <= 3 B,
+    and no slower than PyTorch. All three run in one thread (PyTorch through ``torch.set_num_threads(1)``):
+    the module is a few passes over memory, the same work on every side.
     """
     xp = get_xp()
     repeats = check_int(repeats, "repeats", min_value=1)
     warmup = check_int(warmup, "warmup", min_value=0)
     v = VARIANTS["eca"]
     torch = _torch() if with_torch else None
-    threads = parallel.available_cores() if threads is None else check_int(threads, "threads", min_value=1)
     rows = []
     for shape in shapes:
         N, C, H, W = shape
@@ -309,17 +280,10 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
         x = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
         dout = xp.asarray(rng.standard_normal(shape, dtype=numpy.float32))
         params = v.init_params(C, rng=rng, dtype=numpy.float32, **({"k": k} if k else {}))
-        ranges = parallel.split(C, threads, work=x.size)
 
-        def baseline():  # the same two passes, split over the same threads as the module's
-            out = xp.empty_like(x)
-
-            def part(c0, c1):
-                s = x[:, c0:c1].mean(axis=(2, 3))  # (N, c)
-                xp.multiply(x[:, c0:c1], s[:, :, None, None], out=out[:, c0:c1])
-
-            parallel.run(part, ranges)
-            return out
+        def baseline():  # the reads and the write any forward pass must do
+            s = x.mean(axis=(2, 3))                                  # (N, C)
+            return x * s[:, :, None, None]
 
         def fwd():
             return v.forward(x, params, check_finite=False)
@@ -331,7 +295,7 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
         fns = {"B": baseline, "forward": fwd, "forward_backward": fwd_bwd}
         kk = int(params["w"].shape[0])
         if torch is not None:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(1)
             conv = torch.nn.Conv1d(1, 1, kk, padding=(kk - 1) // 2, bias=False)
             with torch.no_grad():
                 conv.weight.copy_(torch.as_tensor(numpy.asarray(params["w"])).reshape(1, 1, kk))
@@ -353,8 +317,8 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
                 return inp.grad
 
             fns.update(torch_forward=tfwd, torch_forward_backward=tfwd_bwd)
-        with parallel.threads(threads) as n:
-            row = {"shape": list(shape), "k": kk, "threads": n,
+        with blas_one_thread():
+            row = {"shape": list(shape), "k": kk, "threads": 1,
                    **time_interleaved(fns, repeats=repeats, warmup=warmup)}
         row["forward_over_B"] = row["forward"]["median_ms"] / row["B"]["median_ms"]
         row["forward_backward_over_B"] = row["forward_backward"]["median_ms"] / row["B"]["median_ms"]

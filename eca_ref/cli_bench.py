@@ -6,11 +6,15 @@ import json
 import click
 
 from eca_ref.attention import VARIANTS
-from eca_ref.procshards import WORKERS
+from eca_ref.bench import ECA_SHAPES, bench_eca, bench_train_step, environment, tune_allocator
+from eca_ref.engine import ENGINES, WORKERS
+from eca_ref.engine.blas import available_cores
+from eca_ref.errors import InputError
+from eca_ref.models import ResNetConfig
+from eca_ref.validation import check_int
 
 
 def _parse_shape(text: str) -> tuple:
-    from eca_ref.errors import InputError
     parts = text.lower().split("x")
     if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise InputError(f"--eca-shape must be four positive integers NxCxHxW, e.g. 128x64x8x8; got {text!r}")
@@ -30,10 +34,12 @@ def render_bench(result: dict, console=None) -> None:
     env = result["environment"]
     threads = (result.get("train_step") or {}).get("threads", result.get("threads"))
     workers = (result.get("train_step") or {}).get("workers", "threads")
+    engine = (result.get("train_step") or {}).get("engine", "fast")
+    how = ("the reference code, one process" if engine == "reference" else
+           f"the fast engine, one shard per {'process' if workers == 'processes' else 'thread'}")
     console.print(f"numpy {env['numpy']}, torch {env['torch'] or 'not installed'}, {env['cpus']} CPUs "
-                  f"({env['cores']} available), {threads} cores for eca-ref (training step: one shard per "
-                  f"{'process' if workers == 'processes' else 'thread'}) and {threads} threads for PyTorch, "
-                  f"load average {env['load_avg']}, {env['date']}")
+                  f"({env['cores']} available); training step: {threads} cores for eca-ref ({how}) and {threads} "
+                  f"threads for PyTorch; ECA module: one thread each; load average {env['load_avg']}, {env['date']}")
     step = result.get("train_step")
     if step:
         c = step["config"]
@@ -41,7 +47,7 @@ def render_bench(result: dict, console=None) -> None:
                         f"float32 (median of {step['numpy']['repeats']})")
         for col in ("implementation", "median ms", "min ms", "images/s"):
             t.add_column(col, justify="right" if col != "implementation" else "left")
-        t.add_row("eca-ref (NumPy)", _ms(step["numpy"]), f"{step['numpy']['min_ms']:.2f}",
+        t.add_row(f"eca-ref (NumPy, {engine} engine)", _ms(step["numpy"]), f"{step['numpy']['min_ms']:.2f}",
                   f"{step['numpy']['images_per_s']:.0f}")
         if "torch" in step:
             t.add_row("PyTorch", _ms(step["torch"]), f"{step['torch']['min_ms']:.2f}",
@@ -69,23 +75,19 @@ def render_bench(result: dict, console=None) -> None:
 
 
 def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="eca", with_torch=True,
-              step=True, eca=True, tune_malloc=True, eca_shapes=None, threads=None, workers="processes") -> dict:
+              step=True, eca=True, tune_malloc=True, eca_shapes=None, threads=None, workers="processes",
+              engine="fast") -> dict:
     """Run the benchmarks and return one JSON-ready dict (the plain function behind ``eca-ref bench``)."""
-    from eca_ref import parallel
-    from eca_ref.bench import ECA_SHAPES, bench_eca, bench_train_step, environment, tune_allocator
-    from eca_ref.models import ResNetConfig
-    from eca_ref.validation import check_int
-
     cfg = ResNetConfig(depth=depth, width=width, attention=attention)  # checks the values
-    threads = parallel.available_cores() if threads is None else check_int(threads, "threads", min_value=1)
+    threads = available_cores() if threads is None else check_int(threads, "threads", min_value=1)
     result = {"environment": environment(), "allocator_tuned": bool(tune_malloc and tune_allocator()),
               "threads": threads}
     if step:
         result["train_step"] = bench_train_step(cfg, batch=batch, repeats=repeats, warmup=warmup,
-                                                with_torch=with_torch, threads=threads, workers=workers)
+                                                with_torch=with_torch, threads=threads, workers=workers,
+                                                engine=engine)
     if eca:
-        result["eca"] = bench_eca(eca_shapes or ECA_SHAPES, repeats=repeats, warmup=warmup, with_torch=with_torch,
-                                  threads=threads)
+        result["eca"] = bench_eca(eca_shapes or ECA_SHAPES, repeats=repeats, warmup=warmup, with_torch=with_torch)
     return result
 
 
@@ -100,21 +102,23 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
 @click.option("--step/--no-step", default=True, help="The training-step benchmark.")
 @click.option("--eca/--no-eca", default=True, help="The ECA-module benchmark.")
 @click.option("--tune-malloc/--no-tune-malloc", default=True, show_default=True,
-              help="Let glibc keep freed memory for reuse (see eca_ref.bench.tune_allocator).")
+              help="Let glibc keep freed memory for reuse (see eca_ref.engine.processes.tune_allocator).")
 @click.option("--eca-shape", "eca_shapes", multiple=True, metavar="NxCxHxW",
               help="Input shape of the ECA benchmark (repeatable; default 128x64x8x8 and 32x256x56x56).")
 @click.option("--threads", type=int, default=None,
               help="CPU cores for eca-ref and threads for PyTorch [default: every available core].")
 @click.option("--workers", type=click.Choice(list(WORKERS)), default="processes", show_default=True,
               help="What runs eca-ref's shards of the training step: worker processes or threads.")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="fast", show_default=True,
+              help="The training step on the fast engine, or on the plain reference code (slow; a figure).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def bench(repeats, warmup, batch, depth, width, attention, with_torch, step, eca, tune_malloc, eca_shapes, threads,
-          workers, as_json):
+          workers, engine, as_json):
     """Time a training step (NumPy vs PyTorch) and the ECA module (vs B and PyTorch)."""
     shapes = [_parse_shape(s) for s in eca_shapes] or None
     result = run_bench(repeats=repeats, warmup=warmup, batch=batch, depth=depth, width=width, attention=attention,
                        with_torch=with_torch, step=step, eca=eca, tune_malloc=tune_malloc, eca_shapes=shapes,
-                       threads=threads, workers=workers)
+                       threads=threads, workers=workers, engine=engine)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
