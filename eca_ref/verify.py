@@ -8,7 +8,8 @@
 3. Every variant, GAP and the sigmoid pass a central-difference gradient check
    in float64 against a random upstream gradient, for x and every parameter.
 4. The vectorised forward equals the plain-loop forward for every variant.
-5. count_params == the size of init_params == the paper's #Param formula.
+5. count_params (the sum over the parameter shapes) == the size of init_params
+   == the paper's #Param formula.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ GRADCHECK_TOL = 1e-7
 MIN_CHECKABLE = 1e-4
 EQUAL_TOL = {"float64": 1e-12, "float32": 1e-5}
 
-# The paper's #Param column, written from the table (GUIDE.md), independent of the registry.
+# The paper's #Param column (docs/paper.md, "Table 2: the SE variants"), written out independently of the
+# registry, which derives each count from the parameter shapes.
 PAPER_PARAM_FORMULA = {
     "none": lambda C, r, G, k: 0,
     "se": lambda C, r, G, k: 2 * C**2 / r,
@@ -176,7 +178,7 @@ def _loops(rng, dtype, tol):
 
 
 def _counts(rng):
-    """Proof 5: count_params == size of init_params == the paper's formula."""
+    """Proof 5: count_params (from the shapes) == size of init_params == the paper's closed form."""
     out = []
     for C, r, G, k in [(64, 16, 16, 3), (256, 16, 16, 5), (512, 8, 32, 5)]:
         for name, v in VARIANTS.items():

@@ -1,15 +1,39 @@
 import math
+import re
+from pathlib import Path
 
 import pytest
 
 from eca_ref import kernel_size, kernel_size_info
 from eca_ref.errors import InputError, InputTypeError
 
+PAPER = Path(__file__).resolve().parents[1] / "docs" / "paper.md"
 
-@pytest.mark.parametrize("C,k", [(1, 1), (7, 1), (8, 3), (16, 3), (64, 3), (127, 3), (128, 5), (256, 5),
-                                 (512, 5), (1024, 5), (2047, 5), (2048, 7), (32767, 7)])
-def test_guide_table(C, k):
-    assert kernel_size(C) == k
+
+def paper_k_table():
+    """The rows of the "k per C" table of docs/paper.md: (C, t, int, k, nearest odd, timm) as strings."""
+    section = PAPER.read_text(encoding="utf-8").split("### k per C", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| ") and not line.startswith("| C ")]
+    assert len(rows) >= 15, "docs/paper.md lost its table of k per C"
+    return rows
+
+
+@pytest.mark.parametrize("row", paper_k_table(), ids=lambda row: f"C={row[0]}")
+def test_paper_k_table(row):
+    C, t, t_int, k, nearest, timm = row
+    C = int(C.replace(",", ""))
+    info = kernel_size_info(C)
+    assert kernel_size(C) == info.k == int(k)
+    assert info.t == int(t_int) and info.k_timm == int(timm)
+    assert round(info.t_exact, 2) == pytest.approx(float(t), abs=0.01)
+    assert info.tie == ("tie" in nearest)
+    assert info.k_nearest_odd == tuple(int(v) for v in re.findall(r"\d+", nearest))
+
+
+def test_paper_k_table_has_the_ties():
+    C_of_ties = [int(row[0].replace(",", "")) for row in paper_k_table() if "tie" in row[4]]
+    assert C_of_ties == [8, 128, 2048, 32768]
 
 
 def test_matches_the_authors_formula_everywhere():
