@@ -237,20 +237,22 @@ def test_linear_and_loss_bad_input():
 
 
 @pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[1], CONV_CASES[4]])
-def test_conv_chunked_matches_loop(case, monkeypatch):
-    """Several images per im2col chunk, with a shorter last chunk: the same numbers."""
-    import eca_ref.functional.conv as conv_mod
-    monkeypatch.setattr(conv_mod, "CHUNK_COLUMNS", 60)
-    monkeypatch.setattr(conv_mod, "CHUNK_THREADED_FACTOR", 1)  # small chunks even when BLAS is threaded
+def test_conv_without_input_grad_skips_dx_only(case):
+    """input_grad=False (a network's first layer): dx is None, the parameter gradients are unchanged.
+    (The engine's chunked im2col is compared with the loop in tests/test_engine.py.)"""
     _, C, H, W, F, kh, kw, s, p = case
     N = 7
     rng = _rng(8)
-    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, kh, kw))
-    out, cache = conv2d_forward(x, w, stride=s, padding=p)
-    np.testing.assert_allclose(out, conv2d_forward_loop(x, w, stride=s, padding=p), rtol=1e-12, atol=1e-12)
+    x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, kh, kw)), rng.standard_normal(F)
+    out, cache = conv2d_forward(x, w, b, stride=s, padding=p)
+    Ho, Wo = conv_output_size(H, kh, s, p), conv_output_size(W, kw, s, p)
+    assert cache.cols.shape == (C * kh * kw, N * Ho * Wo)  # one column per receptive field
     dout = rng.standard_normal(out.shape)
     dx, grads = conv2d_backward(dout, cache)
-    dx2, dw2, _ = conv2d_backward_loop(dout, x, w, stride=s, padding=p)
-    np.testing.assert_allclose(dx, dx2, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(grads["weight"], dw2, rtol=1e-12, atol=1e-11)
-    assert conv2d_backward(dout, cache, input_grad=False)[0] is None
+    none, grads2 = conv2d_backward(dout, cache, input_grad=False)
+    assert none is None and dx.shape == x.shape
+    assert set(grads2) == set(grads) == {"weight", "bias"}
+    assert all(np.array_equal(grads[k], grads2[k]) for k in grads)
+    _, dw2, db2 = conv2d_backward_loop(dout, x, w, stride=s, padding=p)
+    np.testing.assert_allclose(grads2["weight"], dw2, rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(grads2["bias"], db2, rtol=1e-12, atol=1e-11)

@@ -123,23 +123,22 @@ def test_model_gradcheck(attention):
 
 
 def _input_grad(x, y, params, buffers, cfg):
-    """dL/dx by backpropagating through the stem as well (the model skips it: images need no gradient)."""
-    from eca_ref.functional.conv import conv2d_backward
-    from eca_ref.models import resnet as R
-    logits, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
-    dl = softmax_cross_entropy(logits, y)[1]
+    """dL/dx by backpropagating through the stem as well (the model skips it: images need no gradient).
+    The model takes its layers as a bundle: this one's conv backward also computes the stem's dx."""
+    from eca_ref.models import REFERENCE_LAYERS
     captured = {}
-    real = R.conv2d_backward
 
-    def spy(dout, c, input_grad=True):
-        if c is cache.stem_conv:
-            captured["dx"] = conv2d_backward(dout, c)[0]
-        return real(dout, c, input_grad=input_grad)
-    R.conv2d_backward = spy
-    try:
-        resnet_backward(dl, cache)
-    finally:
-        R.conv2d_backward = real
+    def conv_backward(dout, c, *, input_grad=True):
+        dx, g = REFERENCE_LAYERS.conv_backward(dout, c, input_grad=True)
+        if not input_grad:  # only the stem's input needs no gradient
+            captured["dx"] = dx
+        return (dx if input_grad else None), g
+
+    layers = REFERENCE_LAYERS._replace(conv_backward=conv_backward)
+    logits, cache, _ = resnet_forward(x, params, buffers, cfg, train=True, layers=layers)
+    assert cache.layers is layers
+    dl = softmax_cross_entropy(logits, y)[1]
+    resnet_backward(dl, cache)
     return captured["dx"]
 
 
@@ -217,6 +216,10 @@ def test_bad_model_inputs():
     _, cache, _ = resnet_forward(x, params, buffers, cfg, train=True)
     with pytest.raises(InputError, match="dlogits must have shape"):
         resnet_backward(np.zeros((3, 10)), cache)
+    with pytest.raises(InputTypeError, match="cache must be the cache resnet_forward returned"):
+        resnet_backward(np.zeros((2, 10)), {"not": "a cache"})
+    with pytest.raises(InputTypeError, match="layers must be a Layers bundle"):
+        resnet_forward(x, params, buffers, cfg, train=True, layers={"conv_forward": None})
 
 
 def test_zero_init_residual_makes_every_block_its_shortcut():
