@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from eca_ref import VARIANTS, band_matrix, kernel_size
-from eca_ref.attention import band_grad_to_kernel
+from eca_ref.attention import Variant, band_grad_to_kernel
+from eca_ref.attention import variants as se_family
 from eca_ref.attention.eca import ConvCache, conv_f_backward, conv_f_forward
 from eca_ref.errors import InputError, InputTypeError
 from eca_ref.functional.activations import sigmoid, sigmoid_backward, sigmoid_forward
@@ -70,6 +71,24 @@ def test_count_equals_init_size(name, C, rng):
 def test_counts_match_the_paper_table(C, expect):
     # SE 2C^2/r, Var2 C, Var3 C^2, GC C^2/G (G=16), ECA-NS kC, ECA k, k = kernel_size(256) = 5
     assert {n: VARIANTS[n].count_params(C) for n in NAMES} == expect
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_count_is_the_sum_over_the_shapes(name):
+    v = VARIANTS[name]
+    for C in (16, 64):
+        assert v.count_params(C) == sum(math.prod(shape) for shape in v.param_shapes(C).values())
+
+
+def test_a_new_variant_is_declared_with_keywords(rng):
+    toy = Variant(name="toy", formula="σ(w ⊙ y)", param_formula="C", description="SE-Var2 once more",
+                  shapes=se_family.diagonal_shapes, fan_in=se_family.diagonal_fan_in,
+                  f_forward=se_family.diagonal_f_forward, f_backward=se_family.diagonal_f_backward,
+                  f_loop=se_family.diagonal_f_loop)
+    params = toy.init_params(8, rng=rng)
+    x = rng.standard_normal((2, 8, 3, 3))
+    assert toy.count_params(8) == 8 and toy.hp_defaults == {}
+    np.testing.assert_array_equal(toy.forward(x, params)[0], VARIANTS["se-var2"].forward(x, params)[0])
 
 
 def test_se_with_bias_counts_biases(rng):

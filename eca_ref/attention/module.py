@@ -13,9 +13,9 @@ the rescale directly, and through GAP -> f -> σ (micrograd's rule):
     dX = dout ⊙ s                          (path 1: the rescale)
        + dy / (H W), broadcast over H, W   (path 2: GAP), dy = f'(y)^T (ds ⊙ s(1-s)), ds = Σ_hw dout ⊙ X
 
-A variant is declared once, with keyword arguments, next to its f in
-:mod:`eca_ref.attention.variants`; its parameter count is derived from its
-parameter shapes (the sum of their products), never typed in.
+A variant is declared once, with keyword arguments, next to its f (in
+:mod:`eca_ref.attention.variants` or :mod:`eca_ref.attention.eca`); its parameter
+count is derived from its parameter shapes (the sum of their products), never typed in.
 """
 from __future__ import annotations
 
