@@ -21,7 +21,7 @@ import time
 import numpy
 
 from eca_ref.attention import VARIANTS
-from eca_ref.backend import get_xp
+from eca_ref.backend import get_xp, synchronize
 from eca_ref.engine import Runner, cores
 from eca_ref.engine.blas import available_cores
 from eca_ref.engine.blas import one_thread as blas_one_thread
@@ -56,8 +56,6 @@ def time_interleaved(fns: dict, *, repeats: int, warmup: int, sync=None) -> dict
     clock that changes) then slows every function alike, so the ratio of two medians compares the
     functions, not the moments at which they ran.
     """
-    from eca_ref.backend import synchronize
-
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -103,15 +101,16 @@ class _NumpyStep:
     """One training step of the NumPy network, the trainer's own (:func:`eca_ref.train.step.train_step`):
     forward, loss, backward, Nesterov SGD with weight decay (lr LR, momentum MOMENTUM, WEIGHT_DECAY).
 
-    ``runner``: the :class:`eca_ref.engine.Runner` of the caller's ``cores`` block; None: the fast
-    engine in whatever block the caller opens around the calls.
+    ``runner``: the :class:`eca_ref.engine.Runner` of the caller's ``cores`` block; None: the
+    reference code (``eca_ref.models.resnet_forward``; benchmarks/bench_gemm_floor.py records its
+    matrix products).
     """
 
     def __init__(self, cfg, batch, seed=0, runner=None):
         xp = get_xp()
         rng = numpy.random.default_rng(seed)
         self.cfg = cfg
-        self.runner = runner if runner is not None else Runner("fast", 1, "threads")
+        self.runner = runner if runner is not None else Runner("reference", 1, "none")
         self.params, self.buffers = init_resnet(cfg, rng, dtype=numpy.float32)
         self.decay = frozenset(decay_keys(self.params))
         self.momentum = sgd_init(self.params)

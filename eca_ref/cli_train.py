@@ -17,15 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from eca_ref.bench import tune_allocator
-from eca_ref.engine import ENGINES, WORKERS, cores
+from eca_ref.engine import ENGINES, WORKERS
+from eca_ref.engine.processes import tune_allocator
 from eca_ref.errors import InputError
-from eca_ref.models.resnet import CONV_INITS
+from eca_ref.models.resnet_spec import CONV_INITS
 from eca_ref.train.ablate import AblationInterrupted, ablate
 from eca_ref.train.config import PRESETS, TrainConfig, preset_fields
 from eca_ref.train.evaluate import evaluate_run
 from eca_ref.train.gates import gate_statistics
 from eca_ref.train.loop import resume, train
+from eca_ref.train.runner import check_cores
 
 _DEFAULTS = TrainConfig.__dataclass_fields__
 
@@ -107,7 +108,7 @@ class RichReporter:
 
 def _threads_option(f):
     return click.option("--threads", type=int, default=None,
-                        help="CPU threads: a batch runs as one shard per thread [default: every available core].")(f)
+                        help="Accepted for compatibility: the gates come from the reference model, in this process.")(f)
 
 
 def _cores_options(f):
@@ -123,7 +124,7 @@ def _cores_options(f):
 
 def _malloc_option(f):
     return click.option("--tune-malloc/--no-tune-malloc", default=True, show_default=True,
-                        help="Let glibc keep freed memory for reuse (faster steps; see eca_ref.bench.tune_allocator).")(f)
+                        help="Let glibc keep freed memory for reuse (faster steps; see eca_ref.engine.processes.tune_allocator).")(f)
 
 
 def _tune(on: bool) -> None:
@@ -261,8 +262,8 @@ def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers, engin
 @_threads_option
 def gates_cmd(run_dir, data_dir, limit, as_json, threads):
     """What the attention learned: each block's gates averaged per class on the test split."""
-    with cores(threads, "threads"):
-        g = gate_statistics(run_dir, data_dir=data_dir, limit=limit)
+    check_cores(threads)    # the gates come from the reference model (eca_ref.models.attention_gates)
+    g = gate_statistics(run_dir, data_dir=data_dir, limit=limit)
     if as_json:
         click.echo(json.dumps(g.to_dict(), indent=1))
         return

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from eca_ref import parallel
-from eca_ref.bench import bench_eca, bench_train_step, time_interleaved, time_median
+from eca_ref.bench import bench_eca, bench_train_step, environment, time_interleaved, time_median
 from eca_ref.cli import main
 from eca_ref.cli_bench import COMMANDS
 from eca_ref.models import ResNetConfig
@@ -39,7 +38,7 @@ def test_time_interleaved_takes_turns():
 
 def test_bench_train_step_numpy_only():
     r = bench_train_step(ResNetConfig(width=2), batch=4, repeats=2, warmup=0, with_torch=False)
-    assert r["numpy"]["median_ms"] > 0 and "torch" not in r and r["threads"] in (1, parallel.available_cores())
+    assert r["numpy"]["median_ms"] > 0 and "torch" not in r and r["threads"] in (1, environment()["cores"])
 
 
 def test_bench_eca_numpy_only():

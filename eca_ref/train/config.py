@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 
 from eca_ref.errors import CheckpointError, InputError
 from eca_ref.models import ResNetConfig
-from eca_ref.models.resnet import CONV_INITS
+from eca_ref.models.resnet_spec import CONV_INITS
 from eca_ref.train.optim import SGDConfig
 from eca_ref.train.schedule import SCHEDULES, Schedule
 from eca_ref.validation import check_int

@@ -38,14 +38,14 @@ def predict(params: dict, buffers: dict, model_cfg, images: np.ndarray, mean, st
     ``images`` is uint8 ``(N, 3, 32, 32)``; it is normalised with ``mean`` and ``std`` batch by batch.
     ``tta``: test-time augmentation by horizontal flip: the mean of the logits of each image and of
     its mirror image (the flip is one of the training augmentations; twice the cost).
-    ``runner``: the :class:`eca_ref.engine.Runner` that runs the model (None: a default
-    ``eca_ref.engine.cores()`` block's, for this call).
+    ``runner``: the :class:`eca_ref.engine.Runner` that runs the model (None: the runner of an
+    ``eca_ref.engine.cores(workers="threads")`` block opened for this call).
     """
     if not isinstance(tta, bool):
         raise InputTypeError(f"tta must be True or False, got {tta!r}")
     labels = np.zeros(len(images), np.int64)
     out = []
-    with use_runner(runner) as run:
+    with use_runner(runner, workers=None if runner is not None else "threads") as run:
         for x, _ in iterate_batches(images, labels, batch_size, rng=None, shuffle=False, augment=False,
                                     mean=mean, std=std, drop_last=False):
             logits, _, _ = run.forward(x, params, buffers, model_cfg, train=False)   # (B, classes)
