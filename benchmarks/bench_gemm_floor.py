@@ -1,9 +1,10 @@
 """How much of a training step is matrix products: the floor under the convolutions.
 
 Records every matrix product that one training step of the default net makes through
-``xp.matmul`` (the convolutions' chunk products, forward and backward; the classifier's three
-tiny products are left out), then replays the same products, with
-the same shapes and memory orders, on cache-resident arrays split over the same threads, and prints:
+``xp.matmul`` in the engine's convolution (eca_ref/engine/conv.py: the chunk products, forward and
+backward; the classifier's three tiny products are left out), then replays the same products, with
+the same shapes and memory orders, on cache-resident arrays split over as many threads as the step
+has shards, and prints:
 
     step          the whole training step (as eca-ref bench times it)
     products      the recorded products alone, replayed
@@ -15,13 +16,15 @@ Run from a checkout: python benchmarks/bench_gemm_floor.py [--threads N] [--dept
 import argparse
 import pathlib
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from eca_ref import parallel  # noqa: E402
 from eca_ref.bench import _NumpyStep, time_median, tune_allocator  # noqa: E402
+from eca_ref.engine import cores  # noqa: E402
+from eca_ref.engine.shards import split  # noqa: E402
 from eca_ref.models import ResNetConfig  # noqa: E402
 
 
@@ -40,7 +43,7 @@ class _Recorder:
 
 
 def record(step) -> list:
-    import eca_ref.functional.conv as conv
+    import eca_ref.engine.conv as conv
 
     rec = _Recorder()
     saved = conv.get_xp
@@ -52,7 +55,7 @@ def record(step) -> list:
     return rec.calls
 
 
-def replay(calls, repeats: int) -> float:
+def replay(calls, repeats: int, threads: int) -> float:
     """Wall time of the recorded products, split over the threads as evenly as their count allows.
 
     Every thread keeps one set of operands per distinct shape and reuses it, so the operands stay
@@ -65,7 +68,7 @@ def replay(calls, repeats: int) -> float:
         a = rng.standard_normal(shape[::-1] if transposed else shape, dtype=numpy.float32)
         return a.T if transposed else a
 
-    ranges = parallel.split(len(calls))
+    ranges = split(len(calls), threads)
     sets = []
     for i0, i1 in ranges:  # per thread: {call: (a, b, out)}
         own = {}
@@ -80,7 +83,11 @@ def replay(calls, repeats: int) -> float:
             numpy.matmul(a, b, out=o)
 
     items = [(i0, i1, own) for (i0, i1), own in zip(ranges, sets)]
-    return time_median(lambda: parallel.run(part, items), repeats=repeats, warmup=2)["median_ms"]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        def run():
+            for f in [pool.submit(part, *item) for item in items]:
+                f.result()
+        return time_median(run, repeats=repeats, warmup=2)["median_ms"]
 
 
 def main(argv=None):
@@ -92,11 +99,12 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args(argv)
     tune_allocator()
-    step = _NumpyStep(ResNetConfig(depth=args.depth, width=args.width), args.batch)
-    with parallel.threads(args.threads) as n:
+    with cores(args.threads, "threads") as runner:   # shards in threads of this process: their products are seen here
+        n = runner.n
+        step = _NumpyStep(ResNetConfig(depth=args.depth, width=args.width), args.batch, runner=runner)
         calls = record(step)
         full = time_median(step, repeats=args.repeats, warmup=2)["median_ms"]
-        products = replay(calls, args.repeats)
+        products = replay(calls, args.repeats, n)
     flops = sum(2 * sa[0] * sa[1] * sb[1] for sa, sb, _, _ in calls)
     print(f"depth {args.depth}, width {args.width}, batch {args.batch}, float32, {n} thread(s); {len(calls)} matrix products, "
           f"{flops / 1e9:.2f} GFLOP per step")

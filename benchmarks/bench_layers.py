@@ -2,8 +2,9 @@
 
 For every distinct convolution of the net (channels, size, kernel, stride) and for batch-norm at
 each stage width, times forward and forward + backward of one layer on one shard-sized batch, in
-eca-ref (``eca_ref.functional``) and in PyTorch (``torch.nn.functional``, autograd), both on ONE
-thread (a training step on n threads runs n such shards side by side, see eca_ref/parallel.py),
+eca-ref's engine (``eca_ref.engine.conv``, ``eca_ref.engine.batchnorm``: what a training step runs)
+and in PyTorch (``torch.nn.functional``, autograd), both on ONE thread (a training step on n cores
+runs n such shards side by side, see eca_ref/engine/runner.py),
 and prints the ratio per layer and the totals weighted by how often the net uses each layer.
 
 Also prints, for the convolutions, the time of the matrix products alone (the im2col products
@@ -21,10 +22,10 @@ import numpy
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from eca_ref import parallel  # noqa: E402
 from eca_ref.bench import environment, time_median, tune_allocator  # noqa: E402
-from eca_ref.functional import conv as conv_mod  # noqa: E402
-from eca_ref.functional.batchnorm import batchnorm2d_backward, batchnorm2d_forward  # noqa: E402
+from eca_ref.engine import conv as conv_mod  # noqa: E402
+from eca_ref.engine.batchnorm import batchnorm2d_backward, batchnorm2d_forward  # noqa: E402
+from eca_ref.engine.blas import one_thread  # noqa: E402
 from eca_ref.models import ResNetConfig, block_specs  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def main(argv=None):
     rng = numpy.random.default_rng(0)
     N, R = args.batch, args.repeats
     rows, totals = [], collections.Counter()
-    with parallel.threads(1):
+    with one_thread():
         for key, uses in layer_counts(cfg).items():
             if key[0] == "conv":
                 _, cin, cout, size, k, stride = key

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy
 
+from eca_ref.data.unpickle import restricted_loads
 from eca_ref.errors import DataError
 
 # --- the official files ----------------------------------------------------------------------------
@@ -119,8 +120,6 @@ def parse_binary_meta(raw: bytes, where: str) -> list[str]:
 
 
 def _unpickle_dict(raw: bytes, where: str, keys: tuple[bytes, ...]) -> dict:
-    from eca_ref.data.unpickle import restricted_loads
-
     if len(raw) == 0:
         raise DataError(f"{where}: file is empty (expected a pickled CIFAR-10 batch)")
     obj = restricted_loads(raw, where)

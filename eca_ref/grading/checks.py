@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np  # host-only: comparisons of arrays returned by the child
 
+from eca_ref.backend import asarray, asnumpy
 from eca_ref.grading import solution as sol
 from eca_ref.grading.rubric import FAMILIES, FWD_TOL, GRADCHECK_TOL
 
@@ -79,8 +80,6 @@ def _problem(got, ref_shape, what) -> str | None:
 # ------------------------------------------------------------------ references
 def reference(family, arrays, dout=None):
     """(out, grads) of the reference for one case; grads is () without dout."""
-    from eca_ref.backend import asarray, asnumpy
-
     spec = FAMILIES[family]
     fwd = getattr(sol, spec["fwd"])
     out, cache = fwd(*[asarray(arrays[a]) for a in spec["args"]])  # on the device under CuPy

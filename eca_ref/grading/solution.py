@@ -14,42 +14,37 @@ from __future__ import annotations
 
 import math
 
-from eca_ref.backend import asnumpy
+import numpy
+
+from eca_ref.attention import VARIANTS
+from eca_ref.attention import kernel_size as _kernel_size
+from eca_ref.backend import asarray, asnumpy
+from eca_ref.functional import activations, pooling
 
 
 def _variant(name):
-    from eca_ref.attention import VARIANTS
-
     return VARIANTS[name]
 
 
 # ----------------------------------------------------------------- the student interface
 def gap_forward(x):
     """(N, C, H, W) -> (y (N, C), cache)."""
-    from eca_ref.functional.pooling import gap_forward as ref
-
-    return ref(x)
+    return pooling.gap_forward(x)
 
 
 def gap_backward(dy, cache):
     """(N, C) -> dx (N, C, H, W)."""
-    from eca_ref.functional.pooling import gap_backward as ref
-
-    return ref(dy, cache)
+    return pooling.gap_backward(dy, cache)
 
 
 def sigmoid_forward(z):
     """Any shape -> (s, cache)."""
-    from eca_ref.functional.activations import sigmoid_forward as ref
-
-    return ref(z)
+    return activations.sigmoid_forward(z)
 
 
 def sigmoid_backward(ds, cache):
     """ds -> dz = ds * s * (1 - s)."""
-    from eca_ref.functional.activations import sigmoid_backward as ref
-
-    return ref(ds, cache)
+    return activations.sigmoid_backward(ds, cache)
 
 
 def eca_forward(x, w):
@@ -81,30 +76,22 @@ def se_backward(dout, cache):
 
 def kernel_size(C, gamma=2, b=1):
     """The authors' code rule: t = int(|(log2 C + b) / gamma|); k = t if t is odd else t + 1."""
-    from eca_ref.attention import kernel_size as ref
-
-    return int(ref(C, gamma=gamma, b=b))
+    return int(_kernel_size(C, gamma=gamma, b=b))
 
 
 # ----------------------------------------------------------------- typical mistakes, for feedback
 def gate(variant: str, x, params):
     """The gate σ(f(GAP(x))), (N, C), of a registry variant ("eca" or "se"), on the host."""
-    from eca_ref.backend import asarray
-
     return asnumpy(_variant(variant).gate(asarray(x), {k: asarray(v) for k, v in params.items()}))
 
 
 def eca_forward_circular(x, w):
     """ECA with circular padding (timm's CECA) instead of zero padding."""
-    from eca_ref.backend import asarray
-
     return asnumpy(_variant("ceca").forward(asarray(x), {"w": asarray(w)})[0])
 
 
 def se_forward_no_relu(x, w1, w2):
     """SE with the ReLU left out: out = x * σ(w2 w1 y)."""
-    import numpy
-
     y = x.mean(axis=(2, 3))  # (N, C); host (NumPy) arrays, like every input of the grader
     z = (y @ w1.T) @ w2.T  # (N, C)
     return x / (1.0 + numpy.exp(-z))[:, :, None, None]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from eca_ref.errors import InputError
+from eca_ref.grading.report import atomic_write_text
+from eca_ref.grading.rubric import DEFAULT_RUBRIC
 
 STARTER_VERSION = "1.0"
 TEMPLATE = Path(__file__).with_name("starter_template.py")
@@ -66,8 +68,6 @@ def starter_source() -> str:
 
 
 def student_readme(rubric=None) -> str:
-    from eca_ref.grading.rubric import DEFAULT_RUBRIC
-
     rubric = DEFAULT_RUBRIC if rubric is None else rubric
     rows = []
     for e in rubric:
@@ -83,8 +83,6 @@ def init_assignment(directory, *, force: bool = False) -> list:
     Existing files are never overwritten unless ``force``; every file is written
     atomically.
     """
-    from eca_ref.grading.report import atomic_write_text
-
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise InputError(f"not a folder: {directory}")
