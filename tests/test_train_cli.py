@@ -234,3 +234,18 @@ def test_test_every(straight, data_dir, tmp_path):
     r = run("train", *TINY, "--out", tmp_path / "te0", "--data-dir", data_dir, "--test-every", "0")
     assert r.exit_code == 2 and "test_every must be >= 1, got 0" in _one_error_line(r)
     assert not (tmp_path / "te0").exists()
+
+
+def test_engine_option(straight, data_dir, tmp_path):
+    out = tmp_path / "ref"
+    r = run("train", *TINY, "--engine", "reference", "--out", out, "--data-dir", data_dir)
+    assert r.exit_code == 0, r.output
+    assert "reference engine" in r.stdout
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(s) for s in (straight[0] / "metrics.jsonl").read_text().splitlines()]
+    assert [m["engine"] for m in lines] == ["reference"] * 2 and ref[0]["engine"] == "fast"
+    np.testing.assert_allclose([m["train_loss"] for m in lines], [m["train_loss"] for m in ref], rtol=1e-5)
+    r = run("evaluate", out, "--engine", "reference", "--data-dir", data_dir, "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["accuracy"] == lines[-1]["test_acc"]
+    r = run("train", *TINY, "--engine", "turbo", "--out", tmp_path / "x", "--data-dir", data_dir)
+    assert r.exit_code == 2 and "--engine" in _one_error_line(r)

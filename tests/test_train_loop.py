@@ -299,3 +299,55 @@ def test_test_every_is_validated(data_dir, tmp_path, straight, bad):
     assert not (tmp_path / "bad").exists()
     with pytest.raises((InputError, InputTypeError), match="test_every"):
         resume(straight.run_dir, data_dir=data_dir, test_every=bad)
+
+
+def test_reference_engine_trains_like_the_fast_engine(data_dir, tmp_path, straight):
+    # the reference code (one core) and the fast engine (2 shards of 8 images, synchronised BN) compute the
+    # same function in another order: on this tiny run they agree to float32 rounding. Tolerances: losses
+    # rtol 1e-5 (about 80 float32 ulps; measured: 4e-8), weights atol 1e-5 (measured: 1.2e-7), test accuracy
+    # within one image of the 20
+    cfg = TrainConfig(**TINY)
+    fast = train(cfg, tmp_path / "fast", data_dir=data_dir, threads=2)
+    ref = train(cfg, tmp_path / "ref", data_dir=data_dir, engine="reference")
+    assert ref.status == "finished" and ref.step == fast.step == 6
+    assert [(m["engine"], m["threads"], m["workers"]) for m in ref.metrics] == [("reference", 1, "none")] * 2
+    assert [m["engine"] for m in fast.metrics] == ["fast"] * 2 and straight.metrics[0]["engine"] == "fast"
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose([m[key] for m in ref.metrics], [m[key] for m in fast.metrics], rtol=1e-5)
+    assert abs(ref.test_acc - fast.test_acc) <= 1 / 20 + 1e-12
+    for k in fast.params:
+        np.testing.assert_allclose(ref.params[k], fast.params[k], rtol=0, atol=1e-5, err_msg=k)
+    # the engine is not part of the recipe: a run started fast may continue on the reference
+    train(cfg, tmp_path / "mixed", data_dir=data_dir, threads=2, stop_after=1)
+    mixed = resume(tmp_path / "mixed", data_dir=data_dir, engine="reference")
+    assert mixed.status == "finished" and [m["engine"] for m in mixed.metrics] == ["fast", "reference"]
+    np.testing.assert_allclose([m["train_loss"] for m in mixed.metrics], [m["train_loss"] for m in fast.metrics],
+                               rtol=1e-5)
+    with pytest.raises(InputError, match="engine must be one of fast, reference, got 'turbo'"):
+        train(cfg, tmp_path / "bad", data_dir=data_dir, engine="turbo")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_runner_given_is_used_and_must_agree(data_dir, tmp_path, straight):
+    from eca_ref.engine import cores
+    with cores(threads=1, engine="reference") as runner:
+        r = train(TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "given", data_dir=data_dir, runner=runner)
+        assert r.metrics[0]["engine"] == "reference"
+        with pytest.raises(InputError, match=r"options contradict the runner given: engine='fast' \(the runner's: "
+                                             r"'reference'\)"):
+            train(TrainConfig(**TINY), tmp_path / "clash", data_dir=data_dir, runner=runner, engine="fast")
+
+
+def test_evaluate_arrays_loss_is_the_projects_cross_entropy(straight, data_dir):
+    from eca_ref.data import load_cifar10, resolve_root
+    from eca_ref.train import evaluate_arrays, predict
+    from eca_ref.train.evaluate import load_run
+    run = load_run(straight.run_dir)
+    images, labels = load_cifar10(resolve_root(data_dir), split="test")
+    args = (run.params, run.buffers, run.model_config)
+    ev = evaluate_arrays(*args, images, labels, run.mean, run.std)
+    z = predict(*args, images, run.mean, run.std).astype(np.float64)         # the formula, written out
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    assert ev["loss"] == float(-logp[np.arange(len(labels)), labels].mean())
+    assert ev["loss"] == straight.metrics[-1]["test_loss"]
