@@ -33,17 +33,16 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 
 import numpy
 
+from eca_ref.grading.npz import MAX_NPZ, safe_load_npz
+
 WORKER = Path(__file__).with_name("worker.py")
 STARTUP_LIMIT = 30.0      # s for Python + NumPy to start (not the submission's time)
 MAX_LINE = 1 << 20        # bytes of one protocol line
-MAX_NPZ = 64 << 20        # bytes of one outputs file
 KEEP_OUTPUT = 4096        # bytes kept from the head and from the tail of stdout / stderr
 
 _live: set = set()        # running children (tests check that none runs while answers are computed)
@@ -101,47 +100,6 @@ def _drain(fd: int, sink: OutputTail):
             os.close(fd)
         except OSError:
             pass
-
-
-# ------------------------------------------------------------------ safe .npz reading
-def safe_load_npz(path, max_bytes: int = MAX_NPZ) -> dict:
-    """Arrays of an .npz written by the untrusted child, checked before any allocation.
-
-    Every member must be an uncompressed .npy of a numeric dtype whose header
-    agrees with its size; no pickle, no object arrays. Raises ValueError otherwise.
-    """
-    from numpy.lib import format as npformat
-
-    size = os.path.getsize(path)
-    if size > max_bytes:
-        raise ValueError(f"outputs file is {size} bytes (limit {max_bytes})")
-    arrays = {}
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy") or info.file_size > max_bytes:
-                raise ValueError(f"unexpected member {info.filename!r} in the outputs file")
-            with zf.open(info) as f:
-                data = f.read(max_bytes + 1)
-            bio = BytesIO(data)
-            version = npformat.read_magic(bio)
-            if version == (1, 0):
-                shape, fortran, dtype = npformat.read_array_header_1_0(bio)
-            elif version == (2, 0):
-                shape, fortran, dtype = npformat.read_array_header_2_0(bio)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-            if dtype.hasobject or dtype.kind not in "fiub":
-                raise ValueError(f"member {info.filename!r} has dtype {dtype}")
-            count = 1
-            for s in shape:
-                count *= int(s)
-            body = data[bio.tell():]
-            if count * dtype.itemsize != len(body):
-                raise ValueError(f"member {info.filename!r}: header says {shape} {dtype}, size disagrees")
-            a = numpy.frombuffer(body, dtype=dtype, count=count)
-            a = a.reshape(shape, order="F" if fortran else "C").copy()
-            arrays[info.filename[:-4]] = a
-    return arrays
 
 
 # ------------------------------------------------------------------ the child process
