@@ -22,8 +22,7 @@ RANKS = [
     (2, ("eca_ref.attention",)),
     (3, ("eca_ref.models",)),
     (4, ("eca_ref.engine",)),
-    (5, ("eca_ref.train", "eca_ref.bench", "eca_ref.grading", "eca_ref.verify", "eca_ref.tables",
-         "eca_ref.params")),
+    (5, ("eca_ref.train", "eca_ref.bench", "eca_ref.grading", "eca_ref.verify", "eca_ref.tables")),
     (6, ("eca_ref.cli",)),
 ]
 REFERENCE = ("eca_ref.functional", "eca_ref.attention", "eca_ref.models")

@@ -7,7 +7,6 @@ import math
 import pytest
 
 import eca_ref.models.networks as networks_module
-import eca_ref.params as old_params
 import eca_ref.tables as tables_module
 from eca_ref import VARIANTS, kernel_size
 from eca_ref.errors import InputError, InputTypeError
@@ -33,12 +32,6 @@ def test_doctests():
     for module in (networks_module, tables_module):
         res = doctest.testmod(module, verbose=False)
         assert res.attempted >= 3 and res.failed == 0, module.__name__
-
-
-def test_old_module_name_still_works():  # eca_ref.params is kept for code that still imports it
-    P = old_params
-    assert P.network_params is network_params and P.compare_network is compare_network
-    assert P.PAPER_NETWORK_M is PAPER_NETWORK_M and P.NETWORKS is NETWORKS and P.UNIT == UNIT
 
 
 # ----------------------------------------------------------------------- the plain networks
