@@ -3,8 +3,8 @@ the reference's outputs, input gradients and parameter gradients, for every atte
 
 Tolerances are relative to each array's largest entry (an atol scaled to its magnitude, so a value
 near zero carries the rounding of its large neighbours). Measured differences (the same sums added
-in another order): float64 at most about 5e-15 (layers and whole model, threads or processes);
-float32 at most about 3e-6 on logits and gradients of the whole model. Asserted: float64 1e-12,
+in another order): float64 at most about 6e-15 (layers and whole model, threads or processes);
+float32 at most about 4e-7 on one layer, 3e-6 on logits and gradients of the whole model. Asserted: float64 1e-12,
 float32 1e-4. The worker processes are tested in tests/test_engine_processes.py.
 """
 import threading
@@ -20,7 +20,6 @@ from eca_ref.engine.batchnorm import batchnorm2d_forward as fast_bn_forward
 from eca_ref.engine.conv import conv2d_backward as fast_conv_backward
 from eca_ref.engine.conv import conv2d_forward as fast_conv_forward
 from eca_ref.engine.layers import FAST_LAYERS, fast_layers
-from eca_ref.engine.processes import ProcessPool
 from eca_ref.engine.runner import MIN_SHARD, ShardedCache
 from eca_ref.engine.shards import AllReduce, run_shards, split
 from eca_ref.errors import InputError, InputTypeError
@@ -111,16 +110,14 @@ def test_conv_chunked_path_equals_the_loop(case, monkeypatch):
         assert_close(got, want, np.float64, what)
 
 
-def test_blas_may_thread(monkeypatch):
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+def test_blas_may_thread(monkeypatch):  # the conv's chunks are larger where BLAS may run several threads
+    for var, value in (("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", ""), ("MKL_NUM_THREADS", "")):
+        monkeypatch.setenv(var, value)
     assert not engine_conv._blas_may_thread()
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     assert engine_conv._blas_may_thread()
     with blas.one_thread() as single:
         assert engine_conv._blas_may_thread() != single and blas.single_threaded() == single
-    assert not blas.single_threaded()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -218,6 +215,11 @@ def test_a_failing_shard_stops_the_others_and_its_error_propagates():
     worker.join(timeout=20)
     assert not worker.is_alive(), "run_shards hung on a failed shard"
     assert "shard 1 failed" in str(done[0].value)
+    big = np.ones((4, 3))
+    big[2:] = 1e300
+    with np.errstate(over="raise"):  # a shard thread runs in a copy of the caller's context (NumPy's errstate)
+        with pytest.raises(FloatingPointError):
+            run_shards(lambda i, reduce: big[2 * i:2 * i + 2] * 1e300, 2)  # overflows in shard 1 only
 
 
 @pytest.mark.parametrize("shards, scale, offset", [(2, 2.0, 3.0), (3, 2.0, 3.0), (2, 1e-3, 50.0)])
@@ -384,36 +386,6 @@ def test_the_reference_engine_runs_the_plain_code():
     assert np.array_equal(logits, want_logits)
     assert all(np.array_equal(grads[k], want[k]) for k in want)
     assert all(np.array_equal(new_buffers[k], want_buffers[k]) for k in want_buffers)
-
-
-def test_cores_sets_and_restores_blas_threads():
-    control = blas.blas_control()
-    before = control.get() if control else None
-    with cores(2, "threads") as runner:
-        assert runner.engine == "fast"
-        if control is not None:
-            assert runner.n == 2 and control.get() == 1 and blas.single_threaded()
-    assert not blas.single_threaded()
-    if control is not None:
-        assert control.get() == before
-    with cores(1, "processes") as runner:  # one core: no worker processes
-        assert (runner.n, runner.workers, runner.pool) == (1, "threads", None)
-
-
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(threads=0), InputError, "threads must be >= 1"),
-    (dict(threads=1000), InputError, "threads must be at most 256"),
-    (dict(threads="2"), InputTypeError, "threads must be an integer"),
-    (dict(threads=2, workers="x"), InputError, "workers must be one of processes, threads, got 'x'"),
-    (dict(threads=2, engine="x"), InputError, "engine must be one of fast, reference, got 'x'"),
-])
-def test_cores_rejects_bad_arguments(kwargs, err, match):
-    with pytest.raises(err, match=match):
-        with cores(**kwargs):
-            pass
-    assert not blas.single_threaded()
-    with pytest.raises(InputError, match="processes must be >= 2"):
-        ProcessPool(1)
 
 
 def test_runner_refuses_a_foreign_cache_and_bad_inputs():
