@@ -234,7 +234,7 @@ def test_data_info(fake, tmp_path):
     assert data_info(tmp_path / "nowhere").sources == []
 
 
-REAL = os.environ.get("ECA_REF_CIFAR10_REAL")  # a folder made by ../shared/cifar10/build.py --archives
+REAL = os.environ.get("ECA_REF_CIFAR10_REAL")  # a folder holding both layouts and both official archives
 
 
 @pytest.mark.skipif(not REAL, reason="set ECA_REF_CIFAR10_REAL to a real CIFAR-10 folder with both archives")
