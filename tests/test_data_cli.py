@@ -56,7 +56,7 @@ def test_info_uses_env_and_data_dir_alias(fake, tmp_path):
     result = _run("info", env={"ECA_REF_DATA": str(fake.root)})
     assert result.exit_code == 0 and "from $ECA_REF_DATA" in result.output
     result = _run("info", "--data-dir", str(tmp_path))
-    assert result.exit_code == 0 and "no CIFAR-10 data found" in result.output
+    assert result.exit_code == 1 and "no CIFAR-10 data found" in result.output  # nothing usable: status 1
     assert "eca-ref data download" in result.output
 
 
@@ -66,8 +66,8 @@ def test_info_reports_a_broken_copy(fake, tmp_path):
     for p in (fake.root / "cifar-10-batches-bin").iterdir():
         (folder / p.name).write_bytes(p.read_bytes()[:-1] if p.name == "test_batch.bin" else p.read_bytes())
     result = _run("info", "--root", str(tmp_path))
-    assert result.exit_code == 0 and "unusable" in result.output
-    assert "test_batch.bin: size" in result.output
+    assert result.exit_code == 1 and "unusable" in result.output  # the only copy is unusable: status 1
+    assert "test_batch.bin: size" in result.output and "no usable CIFAR-10 copy" in result.output
 
 
 def test_info_on_a_file_that_is_not_an_archive_exits_2(tmp_path):

@@ -34,6 +34,7 @@ CHANNELS = 3
 PIXELS = CHANNELS * HEIGHT * WIDTH  # 3072 bytes per image: R plane, G plane, B plane
 RECORD_SIZE = 1 + PIXELS  # 3073 bytes per binary record: label byte + pixels
 NUM_CLASSES = 10
+RECORDS_PER_FILE = 10_000  # images in every official batch file, data_batch_1..5 and test_batch
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
 SPLITS = ("train", "test")
@@ -167,6 +168,36 @@ def parse_python_meta(raw: bytes, where: str) -> list[str]:
             or not all(isinstance(n, (bytes, str)) and n for n in names)):
         raise DataError(f"{where}: b'label_names' must be a list of {NUM_CLASSES} names")
     return [n.decode("ascii", "replace") if isinstance(n, bytes) else n for n in names]
+
+
+def check_record_counts(counts: dict[str, int], train=(), known: dict[str, int] | None = None) -> None:
+    """Check the number of images of each batch file read: ``counts`` is ``{where: n}``.
+
+    Every official batch file holds exactly :data:`RECORDS_PER_FILE` images. A copy in which any file
+    (read now, or sized cheaply in ``known``) holds that many is a full copy, and then every file must;
+    more than that is never accepted. A smaller copy (generated test data, a subset) must split its
+    training batches (the keys in ``train``) evenly: no batch more than one image short of the largest.
+    A file cut on a record boundary is thus reported with what was expected and what was found.
+    """
+    full = RECORDS_PER_FILE
+    cut = "the file was cut short or replaced; download or extract it again"
+    for where, n in counts.items():
+        if n > full:
+            raise DataError(f"{where}: {n} images, expected {full} (every official CIFAR-10 batch file holds "
+                            f"exactly {full}); not a CIFAR-10 batch")
+    ref = next((w for w, n in [*counts.items(), *(known or {}).items()] if n == full), None)
+    if ref is not None:
+        for where, n in counts.items():
+            if n != full:
+                raise DataError(f"{where}: {n} images, expected {full} like every official batch file "
+                                f"({ref.rsplit('/', 1)[-1]} of this copy holds {full}); {cut}")
+        return
+    sizes = {w: counts[w] for w in train if w in counts}
+    top = max(sizes.values(), default=0)
+    for where, n in sizes.items():
+        if n < top - 1:
+            raise DataError(f"{where}: {n} images, expected {top - 1} or {top} like the other training batches "
+                            f"of this copy (a copy smaller than the official one splits them evenly); {cut}")
 
 
 PARSERS = {

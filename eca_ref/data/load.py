@@ -23,7 +23,8 @@ from typing import NamedTuple
 import numpy
 
 from eca_ref.data.archive import MAX_MEMBER_BYTES, read_archive
-from eca_ref.data.formats import FORMATS, PARSERS, SPLITS, Format
+from eca_ref.data.faults import DataIOError, io_error, memory_error
+from eca_ref.data.formats import FORMATS, PARSERS, RECORD_SIZE, RECORDS_PER_FILE, SPLITS, Format, check_record_counts
 from eca_ref.errors import DataError
 
 ENV_VAR = "ECA_REF_DATA"
@@ -82,9 +83,17 @@ def _archive_format(p: Path) -> str | None:
 def find_sources(root=None) -> list[Source]:
     """Every copy of CIFAR-10 at ``root`` (see the module docstring), in the order they are preferred.
 
-    Raises DataError if ``root`` does not exist or is a file that is not a .tar.gz archive.
+    Raises DataError if ``root`` does not exist or is a file that is not a .tar.gz archive, DataIOError
+    if the system refuses to look into it.
     """
     root = resolve_root(root)
+    try:
+        return _find_sources(root)
+    except OSError as exc:
+        raise io_error(exc, root) from None
+
+
+def _find_sources(root: Path) -> list[Source]:
     if not root.exists():
         raise DataError(f"no CIFAR-10 data: {root} does not exist. {how_to_get_data(root)}")
     if root.is_file():
@@ -111,17 +120,23 @@ def find_source(root=None) -> Source:
 
 def _read_folder_file(path: Path, fmt: Format) -> bytes:
     folder = path.parent
-    if not path.is_file():
-        raise DataError(f"{folder}: missing {path.name} (a CIFAR-10 {fmt.name} folder holds "
-                        f"{', '.join(fmt.expected_files())})")
-    size = path.stat().st_size
-    if size > MAX_MEMBER_BYTES:
-        raise DataError(f"{path}: {size} bytes is far larger than any CIFAR-10 file; not a CIFAR-10 batch")
-    return path.read_bytes()
+    try:
+        if not path.is_file():
+            raise DataError(f"{folder}: missing {path.name} (a CIFAR-10 {fmt.name} folder holds "
+                            f"{', '.join(fmt.expected_files())})")
+        size = path.stat().st_size
+        if size > MAX_MEMBER_BYTES:
+            raise DataError(f"{path}: {size} bytes is far larger than any CIFAR-10 file; not a CIFAR-10 batch")
+        return path.read_bytes()
+    except OSError as exc:  # unreadable, vanished, a failing disk: the file is named, with what to do
+        raise io_error(exc, path) from None
+    except MemoryError:
+        raise memory_error(str(path), size) from None
 
 
-def _read_files(source: Source, names: list[str]) -> tuple[Format, dict[str, tuple[bytes, str]]]:
-    """Raw bytes of ``names`` as ``{name: (bytes, where)}``.
+def _read_files(source: Source, names: list[str], sizes: dict | None = None
+                ) -> tuple[Format, dict[str, tuple[bytes, str]]]:
+    """Raw bytes of ``names`` as ``{name: (bytes, where)}``; ``sizes`` gets an archive's member sizes.
 
     ``names`` are spelled as in the binary layout (``data_batch_1.bin``, ``batches.meta.txt``) and
     mapped to the source's layout (``data_batch_1``, ``batches.meta``); keys keep the binary spelling.
@@ -137,7 +152,7 @@ def _read_files(source: Source, names: list[str]) -> tuple[Format, dict[str, tup
     for f in candidates:
         for n in names:
             wanted[f"{f.folder}/{_as_format(n, f)}"] = f
-    members = read_archive(source.path, wanted)
+    members = read_archive(source.path, wanted, sizes)
     for f in candidates:
         got = {n: members.get(f"{f.folder}/{_as_format(n, f)}") for n in names}
         if any(v is not None for v in got.values()):
@@ -164,19 +179,50 @@ def _check_split(split) -> str:
     return split
 
 
-def _load_from(source: Source, split: str) -> tuple[numpy.ndarray, numpy.ndarray, list[str], str]:
+def _known_counts(source: Source, fmt: Format, sizes: dict, split: str) -> dict[str, int]:
+    """Images in the binary batch files of the other split, from file sizes alone (no reading)."""
+    if fmt.name != "binary":
+        return {}
+    other = fmt.batch_files("test" if split == "train" else "train")
+    if source.kind == "archive":
+        found = {n: sizes.get(f"{fmt.folder}/{n}") for n in other}
+    else:
+        found = {}
+        for n in other:
+            try:
+                found[n] = (source.path / n).stat().st_size
+            except OSError:
+                pass  # missing or unreadable: loading that split says so
+    return {n: b // RECORD_SIZE for n, b in found.items() if b and b % RECORD_SIZE == 0}
+
+
+def _load_from(source: Source, split: str):
+    """``(images, labels, classes, format name, {where: images of each batch file})`` of one split."""
+    try:
+        return _load_split(source, split)
+    except MemoryError:
+        n = RECORDS_PER_FILE * len(_BINARY.batch_files(split))
+        raise memory_error(f"the {split} split of {source.describe()}", n * RECORD_SIZE) from None
+
+
+def _load_split(source: Source, split: str):
     names = list(_BINARY.batch_files(split)) + [_BINARY.meta]
-    fmt, files = _read_files(source, names)
+    sizes = {}
+    fmt, files = _read_files(source, names, sizes)
     parse_batch, parse_meta = PARSERS[fmt.name]
     classes = parse_meta(*files.pop(_BINARY.meta))
-    images, labels = [], []
+    images, labels, counts = [], [], {}
     for name in _BINARY.batch_files(split):
-        x, y = parse_batch(*files.pop(name))
+        raw, where = files.pop(name)
+        x, y = parse_batch(raw, where)
         images.append(x)
         labels.append(y)
+        counts[where] = int(x.shape[0])
+    check_record_counts(counts, train=list(counts) if split == "train" else (),
+                        known=_known_counts(source, fmt, sizes, split))
     out_x = numpy.concatenate(images, axis=0)  # (N, 3, 32, 32) uint8, one new C-contiguous array
     out_y = numpy.concatenate(labels).astype(numpy.int64, copy=False)  # (N,)
-    return out_x, out_y, classes, fmt.name
+    return out_x, out_y, classes, fmt.name, counts
 
 
 def load_cifar10(root=None, split: str = "train") -> tuple[numpy.ndarray, numpy.ndarray]:
@@ -193,7 +239,11 @@ def load_cifar10(root=None, split: str = "train") -> tuple[numpy.ndarray, numpy.
 
     Both formats give identical arrays for the same data. Every file is checked (record size,
     counts, label range, array shape and dtype, expected names, meta present); any problem raises one
-    :class:`~eca_ref.errors.DataError` naming the file. Python batches are read with the restricted
+    :class:`~eca_ref.errors.DataError` naming the file, and a file the system refuses to read (no
+    permission, vanished, an I/O error) or too little memory one
+    :class:`~eca_ref.data.faults.DataIOError` naming it. Every batch file holds 10,000 images,
+    or, in a smaller copy, the training batches are split evenly (see
+    :func:`~eca_ref.data.formats.check_record_counts`). Python batches are read with the restricted
     unpickler (:mod:`eca_ref.data.unpickle`).
 
     Example:
@@ -205,7 +255,7 @@ def load_cifar10(root=None, split: str = "train") -> tuple[numpy.ndarray, numpy.
         ((10, 3, 32, 32), dtype('uint8'), (10,), dtype('int64'))
     """
     split = _check_split(split)
-    images, labels, _, _ = _load_from(find_source(root), split)
+    images, labels, _, _, _ = _load_from(find_source(root), split)
     return images, labels
 
 
@@ -252,18 +302,27 @@ class DataInfo(NamedTuple):
 
 
 def inspect_source(source: Source) -> SourceInfo:
-    """Load both splits of one copy (every check runs) and, for an archive, compare its MD5."""
+    """Load both splits of one copy (every check runs, and the record counts of all six batch files
+    against each other) and, for an archive, compare its MD5. A problem, the file it is in, what was
+    expected and what was found, is the ``error`` (a DataError's or DataIOError's message)."""
     md5 = official = None
-    if source.kind == "archive":
-        md5 = file_md5(source.path)
-        official = md5 in {f.md5 for f in FORMATS.values()}
     counts, fmt = {}, source.format
     try:
+        if source.kind == "archive":
+            try:
+                md5 = file_md5(source.path)
+            except OSError as exc:
+                raise io_error(exc, source.path) from None
+            official = md5 in {f.md5 for f in FORMATS.values()}
+        per_file, train = {}, []
         for split in SPLITS:
-            x, _, _, fmt = _load_from(source, split)
+            x, _, _, fmt, files = _load_from(source, split)
             counts[split] = int(x.shape[0])
+            per_file.update(files)
+            train += list(files) if split == "train" else []
             del x
-    except DataError as exc:
+        check_record_counts(per_file, train=train)
+    except (DataError, DataIOError) as exc:
         return SourceInfo(source, fmt, counts, md5, official, str(exc))
     return SourceInfo(source, fmt, counts, md5, official, None)
 
@@ -271,5 +330,9 @@ def inspect_source(source: Source) -> SourceInfo:
 def data_info(root=None) -> DataInfo:
     """Every copy of CIFAR-10 at ``root``: format, MD5 check (archives), image counts, or the error."""
     path, origin = _resolve(root)
-    sources = find_sources(path) if path.exists() else []
+    try:
+        exists = path.exists()
+    except OSError as exc:
+        raise io_error(exc, path) from None
+    sources = find_sources(path) if exists else []
     return DataInfo(path, origin, [inspect_source(s) for s in sources])
