@@ -23,7 +23,7 @@ from eca_ref.data import download_cifar10, load_cifar10, make_fake_cifar10
 from eca_ref.data.faults import DataIOError
 from eca_ref.data.formats import PIXELS, RECORD_SIZE, check_record_counts
 from eca_ref.data.load import data_info
-from eca_ref.data.synthetic import py2_style_pickle
+from eca_ref.data.synthetic import py2_style_pickle, write_tar_gz
 from eca_ref.errors import DataError, EcaRefError, InputError
 
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -93,6 +93,10 @@ def test_cut_test_batch_is_found_by_load_and_info(small, tmp_path, four_per_file
     with pytest.raises(DataError, match="test_batch.bin: 1 images, expected 4"):
         load_cifar10(folder, "test")  # the training files' sizes say the copy is full
     assert "test_batch.bin: 1 images, expected 4" in data_info(tmp_path).sources[0].error
+    members = {f"{folder.name}/{p.name}": p.read_bytes() for p in folder.iterdir()}
+    archive = write_tar_gz(tmp_path / ARCHIVE, members)
+    with pytest.raises(DataError, match=f"{ARCHIVE}:cifar-10-batches-bin/test_batch.bin: 1 images, expected 4"):
+        load_cifar10(archive, "test")  # the tar headers give the training files' sizes
 
 
 def test_python_batch_with_too_few_images(small, tmp_path, four_per_file):
