@@ -1,8 +1,10 @@
 """CLI commands of training: train, evaluate, ablate (thin shells over eca_ref.train).
 
 Exit status: 0 when the command did what was asked (including ``--stop-after``), 2 for an error
-the user can fix (one line on stderr), 1 when training diverged (NaN/inf loss; the last good
-checkpoint is kept), 130 after Ctrl-C (a checkpoint was written; continue with ``--resume``).
+the user can fix (one line on stderr; also a run directory in use by another run), 1 when training
+diverged (NaN/inf loss; the last good checkpoint is kept) or a file of the run could not be written
+(disk full, permission denied: one line naming the file; what was written before stays valid), 130
+after Ctrl-C and 143 after SIGTERM (a checkpoint was written; continue with ``--resume``).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from eca_ref.train.config import PRESETS, TrainConfig, preset_fields
 from eca_ref.train.evaluate import evaluate_run
 from eca_ref.train.gates import gate_statistics
 from eca_ref.train.loop import resume, train
+from eca_ref.train.rundir import RunWriteError
 from eca_ref.train.runner import check_cores
 
 _DEFAULTS = TrainConfig.__dataclass_fields__
@@ -74,6 +77,10 @@ class RichReporter:
                                f"images from {info['data_root']}; {cfg.epochs} epochs x {info['steps_per_epoch']} "
                                f"steps of {cfg.batch_size}; run dir {info['run_dir']}; "
                                f"{_cores_text(info.get('threads', 1), info.get('workers', 'threads'), info.get('engine', 'fast'))}")
+
+    def on_note(self, line):
+        self._stop()
+        click.echo(f"{self.label}{line}", err=True)
 
     def on_epoch_start(self, epoch, epochs, n_batches, first):
         self._stop()
@@ -152,7 +159,8 @@ def _given(ctx, name) -> bool:
 @click.option("--resume", "resume_dir", type=click.Path(), default=None,
               help="Continue the run in this directory with its saved config.")
 @click.option("--data-dir", type=click.Path(), default=None,
-              help="CIFAR-10 location (else $ECA_REF_DATA, else ~/.cache/eca-ref).")
+              help="CIFAR-10 location (else, with --resume, where the run recorded it; else $ECA_REF_DATA, "
+                   "else ~/.cache/eca-ref).")
 @click.option("--limit", type=int, default=None, help="Use only the first N train and N test images.")
 @click.option("--stop-after", type=int, default=None, help="End this invocation after N epochs (checkpoint written).")
 @click.option("--test-every", type=int, default=1, show_default=True,
@@ -197,10 +205,16 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, w
                 raise InputError("--out is required (the run directory), or give --resume RUN_DIR")
             result = train(TrainConfig(**fields), out, data_dir=data_dir, stop_after=stop_after, reporter=reporter,
                            test_every=test_every, **cores_opts)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         reporter.close()
-        click.echo("Stopped at once by Ctrl-C; the last checkpoint written, if any, is kept.", err=True)
-        sys.exit(130)
+        signum = getattr(exc, "signum", 2)
+        click.echo(f"Stopped at once by {'SIGTERM' if signum == 15 else 'Ctrl-C'}; the last checkpoint written, "
+                   "if any, is kept.", err=True)
+        sys.exit(128 + signum)
+    except RunWriteError as exc:
+        reporter.close()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     finally:
         reporter.close()
     elapsed = time.perf_counter() - t0
@@ -209,8 +223,10 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, w
         click.echo(f"Error: {result.message}", err=True)
         sys.exit(1)
     if result.status == "interrupted":
-        click.echo(f"Interrupted: {result.message}. Continue with: eca-ref train --resume {result.run_dir}", err=True)
-        sys.exit(130)
+        sigterm = result.signal == "SIGTERM"
+        click.echo(f"{'Stopped' if sigterm else 'Interrupted'}: {result.message}. Continue with: "
+                   f"eca-ref train --resume {result.run_dir}", err=True)
+        sys.exit(143 if sigterm else 130)
     if result.status == "stopped":
         console.print(f"{result.message}; continue with: eca-ref train --resume {result.run_dir}")
     else:
@@ -221,7 +237,8 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, w
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path())
-@click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="CIFAR-10 location (else where the run recorded it, else $ECA_REF_DATA).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average the logits of each image and its mirror.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -229,6 +246,8 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, w
 def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers, engine):
     """Test accuracy, per-class accuracy and the confusion matrix of a saved run."""
     r = evaluate_run(run_dir, data_dir=data_dir, limit=limit, tta=tta, threads=threads, workers=workers, engine=engine)
+    if r.data_note:
+        click.echo(r.data_note, err=True)
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=1))
         return
@@ -256,7 +275,8 @@ def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers, engin
 
 @click.command("gates")
 @click.argument("run_dir", type=click.Path())
-@click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
+@click.option("--data-dir", type=click.Path(), default=None,
+              help="CIFAR-10 location (else where the run recorded it, else $ECA_REF_DATA).")
 @click.option("--limit", type=int, default=None, help="Use the first N test images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics (with the class-mean gates) as JSON.")
 @_threads_option
@@ -264,6 +284,8 @@ def gates_cmd(run_dir, data_dir, limit, as_json, threads):
     """What the attention learned: each block's gates averaged per class on the test split."""
     check_cores(threads)    # the gates come from the reference model (eca_ref.models.attention_gates)
     g = gate_statistics(run_dir, data_dir=data_dir, limit=limit)
+    if g.data_note:
+        click.echo(g.data_note, err=True)
     if as_json:
         click.echo(json.dumps(g.to_dict(), indent=1))
         return
@@ -324,10 +346,13 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
                    depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
     except AblationInterrupted as exc:
         click.echo(f"Interrupted: {exc}", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("Stopped at once by Ctrl-C; rerun the same command to continue.", err=True)
-        sys.exit(130)
+        sys.exit(143 if "SIGTERM" in str(exc) else 130)
+    except KeyboardInterrupt as exc:
+        click.echo("Stopped at once; rerun the same command to continue.", err=True)
+        sys.exit(128 + getattr(exc, "signum", 2))
+    except RunWriteError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     finally:
         for rep in reporters:
             rep.close()

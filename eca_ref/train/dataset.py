@@ -3,6 +3,7 @@ of the training images (a resumed run refuses other data)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,13 @@ class TrainData:
     std: np.ndarray
     fingerprint: str
     root: Path
+    test_fingerprint: str = ""
+
+    def meta(self) -> dict:
+        """What config.json and checkpoint.json record of the data (``root`` absolute)."""
+        return {"root": os.path.abspath(self.root), "n_train": int(len(self.train_y)), "n_test": int(len(self.test_y)),
+                "mean": self.mean.tolist(), "std": self.std.tolist(), "train_fingerprint": self.fingerprint,
+                "test_fingerprint": self.test_fingerprint}
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
@@ -46,4 +54,5 @@ def load_data(cfg: TrainConfig, data_dir=None, *, mean=None, std=None) -> TrainD
     if mean is None or std is None:
         mean, std = channel_stats(train_x)
     mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    return TrainData(train_x, train_y, test_x, test_y, mean, std, fingerprint(train_x, train_y), Path(root))
+    return TrainData(train_x, train_y, test_x, test_y, mean, std, fingerprint(train_x, train_y), Path(root),
+                     fingerprint(test_x, test_y))

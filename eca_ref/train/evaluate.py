@@ -22,6 +22,7 @@ from eca_ref.functional.loss import cross_entropy_forward
 from eca_ref.models import ResNetConfig
 from eca_ref.train.checkpoint import load_checkpoint
 from eca_ref.train.config import TrainConfig
+from eca_ref.train.datasource import check_test_split, choose_data_dir
 from eca_ref.train.runner import check_cores, use_runner
 from eca_ref.validation import check_int
 
@@ -101,6 +102,8 @@ class EvalResult:
     epoch: int
     config: dict
     tta: bool = False         # logits averaged over each image and its mirror image
+    data_root: Path | None = None
+    data_note: str = ""       # one line when the data location recorded by the run was used
 
     def to_dict(self) -> dict:
         return {"run_dir": str(self.run_dir), "n": self.n, "loss": self.loss, "accuracy": self.accuracy,
@@ -120,12 +123,17 @@ class LoadedRun:
     mean: np.ndarray         # (3,) float32, of the training set
     std: np.ndarray          # (3,) float32
     epoch: int
+    data_meta: dict = None   # checkpoint.json's "data" (location, counts, fingerprints)
+    data_root: Path | None = None   # set by load_test_split(..., run=...)
+    data_note: str = ""
 
 
 def load_run(run_dir) -> LoadedRun:
     """Load the checkpoint of ``run_dir``; every problem is one CheckpointError."""
     groups, meta = load_checkpoint(run_dir)
     run_dir = Path(run_dir)
+    if run_dir.is_file():                   # the path of checkpoint.json itself
+        run_dir = run_dir.parent
     try:
         cfg = TrainConfig.from_dict(meta.get("config"))
         mean = np.asarray(meta["data"]["mean"], np.float32)
@@ -137,21 +145,30 @@ def load_run(run_dir) -> LoadedRun:
     xp = get_xp()
     params = {k: xp.asarray(v) for k, v in groups.get("params", {}).items()}
     buffers = {k: xp.asarray(v) for k, v in groups.get("buffers", {}).items()}
-    return LoadedRun(run_dir, cfg, cfg.model_config(), params, buffers, mean, std, int(meta.get("epoch", 0)))
+    return LoadedRun(run_dir, cfg, cfg.model_config(), params, buffers, mean, std, int(meta.get("epoch", 0)),
+                     dict(meta.get("data") or {}))
 
 
-def load_test_split(data_dir, limit, num_classes):
-    """(images, labels, class names) of the test split, the first ``limit`` images if given."""
+def load_test_split(data_dir, limit, num_classes, *, run: LoadedRun | None = None):
+    """(images, labels, class names) of the test split, the first ``limit`` images if given.
+    ``run``: the saved run the split is for; unless ``data_dir`` is given, the data location comes
+    from the run (see :mod:`eca_ref.train.datasource`) and the test images must be the run's."""
     if limit is not None:
         check_int(limit, "limit", min_value=1)
-    root = resolve_root(data_dir)
+    choice = choose_data_dir(run.run_dir, data_dir) if run is not None else None
+    root = resolve_root(choice.root if choice is not None else data_dir)
     images, labels = load_cifar10(root, split="test")
+    if choice is not None and not choice.explicit:
+        n = run.config.limit
+        check_test_split(run.run_dir, run.data_meta, images[:n], labels[:n], root, choice.note)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     try:
         names = list(class_names(root))
     except Exception:  # noqa: BLE001 - names are cosmetic; fall back to numbers
         names = [str(i) for i in range(num_classes)]
+    if run is not None:
+        run.data_root, run.data_note = root, choice.note
     return images, labels, names
 
 
@@ -169,7 +186,7 @@ def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size
     check_cores(threads, workers, engine, runner)
     run = load_run(run_dir)
     cfg, mcfg, params, buffers = run.config, run.model_config, run.params, run.buffers
-    images, labels, names = load_test_split(data_dir, limit, mcfg.num_classes)
+    images, labels, names = load_test_split(data_dir, limit, mcfg.num_classes, run=run)
     run_dir = run.run_dir
     try:
         with use_runner(runner, threads, workers, engine) as run_model:
@@ -181,4 +198,5 @@ def evaluate_run(run_dir, *, data_dir=None, limit: int | None = None, batch_size
     support = cm.sum(axis=1)
     per_class = {names[i]: (float(cm[i, i] / support[i]) if support[i] else float("nan")) for i in range(len(names))}
     return EvalResult(run_dir=run_dir, n=int(len(labels)), loss=ev["loss"], accuracy=ev["acc"], class_names=names,
-                      per_class=per_class, confusion=cm, epoch=run.epoch, config=cfg.to_dict(), tta=tta)
+                      per_class=per_class, confusion=cm, epoch=run.epoch, config=cfg.to_dict(), tta=tta,
+                      data_root=run.data_root, data_note=run.data_note)

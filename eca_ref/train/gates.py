@@ -50,6 +50,8 @@ class GateStats:
     n: int
     class_names: list
     blocks: list              # [BlockGates], in network order
+    data_root: Path | None = None
+    data_note: str = ""       # one line when the data location recorded by the run was used
 
     def to_dict(self) -> dict:
         return {"run_dir": str(self.run_dir), "attention": self.attention, "n": self.n,
@@ -86,7 +88,7 @@ def gate_statistics(run_dir, *, data_dir=None, limit: int | None = None, batch_s
     mcfg = run.model_config
     if mcfg.attention == "none":
         raise InputError(f"{run.run_dir}: the run has no attention (attention = 'none'), so there are no gates")
-    images, labels, names = load_test_split(data_dir, limit, mcfg.num_classes)
+    images, labels, names = load_test_split(data_dir, limit, mcfg.num_classes, run=run)
     collected: dict = {}
     for x, _ in iterate_batches(images, labels, batch_size, rng=None, shuffle=False, augment=False,
                                 mean=run.mean, std=run.std):
@@ -100,4 +102,4 @@ def gate_statistics(run_dir, *, data_dir=None, limit: int | None = None, batch_s
     hp = {b: d["hp"] for b, d in count_parameters(mcfg)["per_block"].items()}
     blocks = summarize_gates(gates_by_block, labels, names, hp)
     return GateStats(run_dir=run.run_dir, attention=mcfg.attention, n=int(len(labels)), class_names=names,
-                     blocks=blocks)
+                     blocks=blocks, data_root=run.data_root, data_note=run.data_note)

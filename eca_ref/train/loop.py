@@ -18,20 +18,25 @@ come from an :class:`eca_ref.engine.Runner` (``threads``, ``workers``, ``engine`
 state of a run (:class:`eca_ref.train.state.RunState`) is in every checkpoint, so resuming
 replays the same batches (same shuffle, same augmentation) and gives bit-identical weights to a
 run that never stopped. Checkpoints are written at the start, at the end of every epoch, and when
-Ctrl-C is pressed (the first Ctrl-C finishes the current step, writes a checkpoint and returns; a
-second one stops at once).
+Ctrl-C is pressed or SIGTERM arrives (the first one finishes the current step, writes a checkpoint
+and returns; a second one stops at once). A run holds the lock of its directory
+(:mod:`eca_ref.train.lock`) while it runs; a resumed run checks every field of the checkpoint
+(:mod:`eca_ref.train.checkmeta`) before it writes anything, and finds its data where the run
+recorded it when no ``data_dir`` is given (:mod:`eca_ref.train.datasource`).
 
 Randomness: ``numpy.random.SeedSequence(seed)`` is split into two independent
 generators, one for the initial weights and one for shuffling and augmentation.
 
 The modules around the loop: config (TrainConfig, PRESETS), result (TrainResult), dataset
 (load_data), evaluate (predict, evaluate_arrays), rundir (config.json, metrics.jsonl), interrupt
-(Ctrl-C), state (the checkpointed state), step (one step), runner (the model passes).
+(Ctrl-C and SIGTERM), state (the checkpointed state), step (one step), runner (the model passes),
+lock, checkmeta, datasource.
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +45,17 @@ from eca_ref.backend import get_xp
 from eca_ref.data import iterate_batches
 from eca_ref.errors import CheckpointError, InputError
 from eca_ref.models import count_parameters, decay_keys, init_resnet
-from eca_ref.train.checkpoint import json_safe, load_checkpoint
+from eca_ref.train.checkmeta import check_progress
+from eca_ref.train.checkpoint import META_NAME, json_safe, load_checkpoint
 from eca_ref.train.config import TrainConfig, schedule_for
+from eca_ref.train.datasource import choose_data_dir
 from eca_ref.train.dataset import TrainData, load_data
 from eca_ref.train.evaluate import evaluate_arrays
-from eca_ref.train.interrupt import SigintFlag
+from eca_ref.train.interrupt import StopFlag
+from eca_ref.train.lock import RunLock
 from eca_ref.train.optim import sgd_init
 from eca_ref.train.result import TrainResult
-from eca_ref.train.rundir import append_metrics, prepare_run_dir, write_metrics, write_run_config
+from eca_ref.train.rundir import prepare_run_dir, refuse_existing_run, write_metrics, write_run_config, writing
 from eca_ref.train.runner import check_cores, use_runner
 from eca_ref.train.schedule import Schedule
 from eca_ref.train.state import RunState, all_finite, empty_partial, save_state, state_from_checkpoint
@@ -83,7 +91,8 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
         reporter: optional object with any of the methods ``on_start(info)``,
             ``on_epoch_start(epoch, epochs, n_batches, first_batch)``,
             ``on_batch(epoch, batch, n_batches, loss, acc, images_per_s, lr)``,
-            ``on_epoch_end(metrics)``; used by the CLI for the progress bar.
+            ``on_epoch_end(metrics)`` and ``on_note(line)`` (a one-line message: a stale lock
+            taken over, the recorded data location used); used by the CLI for the progress bar.
         threads: CPU cores; each batch runs as one shard per core; None: every available core.
             The same seed and count give bit-identical weights.
         workers: what runs the shards: "processes" (worker processes; fastest) or "threads";
@@ -106,7 +115,27 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
         check_int(stop_after, "stop_after", min_value=1)
     check_cores(threads, workers, engine, runner)
     check_int(test_every, "test_every", min_value=1)
-    run_dir = prepare_run_dir(out, new=True)
+    run_dir = prepare_run_dir(out, new=False)
+    with _locked(run_dir, reporter):
+        refuse_existing_run(run_dir)
+        return _train_new(cfg, run_dir, data_dir, stop_after=stop_after, reporter=reporter, runner=runner,
+                          threads=threads, workers=workers, engine=engine, test_every=test_every)
+
+
+@contextmanager
+def _locked(run_dir: Path, reporter):
+    """Hold ``run_dir``'s lock (RunLockedError if another process does; RunWriteError if it
+    cannot be written)."""
+    lock = RunLock(run_dir, note=lambda line: _notify(reporter, "on_note", line))
+    with writing(lock.path):
+        lock.__enter__()
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _train_new(cfg, run_dir, data_dir, *, stop_after, reporter, runner, threads, workers, engine, test_every):
     data = load_data(cfg, data_dir)
     init_ss, data_ss = np.random.SeedSequence(cfg.seed).spawn(2)
     params, buffers = init_resnet(cfg.model_config(), np.random.default_rng(init_ss), dtype=np.float32,
@@ -117,8 +146,8 @@ def train(cfg: TrainConfig, out, *, data_dir=None, stop_after: int | None = None
     write_run_config(run_dir, cfg, sched, data)
     write_metrics(run_dir, [])
     save_state(run_dir, st, cfg, data, sched, "started")
-    with use_runner(runner, threads, workers, engine) as run_model:
-        return _run_epochs(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=False,
+    with StopFlag() as stop, use_runner(runner, threads, workers, engine) as run_model:
+        return _run_epochs(stop, run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=False,
                            runner=run_model, test_every=test_every)
 
 
@@ -139,10 +168,19 @@ def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=No
         check_int(stop_after, "stop_after", min_value=1)
     check_cores(threads, workers, engine, runner)
     check_int(test_every, "test_every", min_value=1)
-    groups, meta = load_checkpoint(run_dir)
     run_dir = Path(run_dir)
-    if run_dir.is_file():
+    if run_dir.is_file() and run_dir.name == META_NAME:
         run_dir = run_dir.parent
+    load_checkpoint(run_dir)                    # a missing or corrupt checkpoint is refused before the lock
+    prepare_run_dir(run_dir, new=False)
+    with _locked(run_dir, reporter):
+        return _resume_locked(run_dir, data_dir, expect, stop_after=stop_after, reporter=reporter, runner=runner,
+                              threads=threads, workers=workers, engine=engine, test_every=test_every)
+
+
+def _resume_locked(run_dir: Path, data_dir, expect, *, stop_after, reporter, runner, threads, workers, engine,
+                   test_every):
+    groups, meta = load_checkpoint(run_dir)     # again, under the lock: the state to continue from
     try:
         cfg = TrainConfig.from_dict(meta.get("config"))
     except (TypeError, InputError) as exc:
@@ -156,17 +194,22 @@ def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=No
             raise CheckpointError(f"--resume {run_dir}: options contradict the saved config: {', '.join(clash)}; "
                                   "drop them to continue the run as it was started, or start a new run with --out")
     st = state_from_checkpoint(run_dir, groups, meta, cfg)
-    prepare_run_dir(run_dir, new=False)
     dmeta = meta.get("data") or {}
-    data = load_data(cfg, data_dir, mean=dmeta.get("mean"), std=dmeta.get("std"))
+    choice = choose_data_dir(run_dir, data_dir)
+    data = load_data(cfg, choice.root)          # mean and std computed from the images: checked below
     if data.fingerprint != dmeta.get("train_fingerprint"):
         raise CheckpointError(f"--resume {run_dir}: the training data in {data.root} is not the data this run "
                               f"was trained on ({len(data.train_y)} images, fingerprint {data.fingerprint}; saved: "
-                              f"{dmeta.get('n_train')} images, {dmeta.get('train_fingerprint')}); point --data-dir at that copy")
+                              f"{dmeta.get('n_train')} images, {dmeta.get('train_fingerprint')})"
+                              f"{' (' + choice.note + ')' if choice.note else ''}; point --data-dir at that copy")
+    if choice.note:
+        _notify(reporter, "on_note", choice.note)
     sched = schedule_for(cfg, len(data.train_y))
-    write_metrics(run_dir, st.metrics)          # drop lines of epochs after the checkpoint, if any
-    with use_runner(runner, threads, workers, engine) as run_model:
-        return _run_epochs(run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=True,
+    check_progress(run_dir, meta, st, cfg, data, sched)     # before anything is written
+    data.mean, data.std = np.asarray(dmeta["mean"], np.float32), np.asarray(dmeta["std"], np.float32)
+    write_metrics(run_dir, st.metrics, resume_dir=run_dir)  # drop lines of epochs after the checkpoint, if any
+    with StopFlag() as stop, use_runner(runner, threads, workers, engine) as run_model:
+        return _run_epochs(stop, run_dir, cfg, data, st, sched, stop_after=stop_after, reporter=reporter, resumed=True,
                            runner=run_model, test_every=test_every)
 
 
@@ -174,7 +217,11 @@ def resume(run_dir, *, data_dir=None, stop_after: int | None = None, reporter=No
 # the loop
 
 
-def _run_epochs(run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, sched: Schedule, *, stop_after,
+def _by(stop: StopFlag) -> str:
+    return "stopped by SIGTERM" if stop.signal_name == "SIGTERM" else "interrupted"
+
+
+def _run_epochs(sigint: StopFlag, run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, sched: Schedule, *, stop_after,
                 reporter, resumed: bool, runner, test_every: int) -> TrainResult:
     xp = get_xp()
     t_call = time.perf_counter()
@@ -189,7 +236,15 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, 
     def result(status: str, message: str) -> TrainResult:
         return TrainResult(status=status, run_dir=run_dir, config=cfg, epoch=st.epoch, step=st.step,
                            metrics=list(st.metrics), seconds=time.perf_counter() - t_call, message=message,
-                           params=st.params, buffers=st.buffers, momentum=st.momentum)
+                           params=st.params, buffers=st.buffers, momentum=st.momentum,
+                           signal=sigint.signal_name if status == "interrupted" else None)
+
+    def diverged(what: str) -> TrainResult:
+        # a resumed run keeps its recipe, and replaying the same state diverges the same way
+        return result("diverged", f"{what}; stopped without saving this state. The last good checkpoint "
+                                  f"({st.saved}) is kept in {run_dir}, but resuming it repeats the same steps "
+                                  f"(a run keeps its recipe): start a new run with a lower --lr (this one's peak "
+                                  f"is {cfg.lr:g}; e.g. --lr {cfg.lr / 2:g}) into another --out")
 
     _notify(reporter, "on_start", {
         "run_dir": run_dir, "config": cfg, "resumed": resumed, "epoch": st.epoch, "step": st.step,
@@ -201,7 +256,7 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, 
 
     epochs_this_call = 0
     # overflow warnings of a diverging run are replaced by one clear message (the loss is checked)
-    with SigintFlag() as sigint, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while st.epoch < cfg.epochs:
             epoch_rng_state = rng.bit_generator.state          # == st.rng_state
             first = st.batch
@@ -218,10 +273,8 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, 
                                  decay=decay, sgd=opt, label_smoothing=cfg.label_smoothing)
                 loss = out.loss
                 if not math.isfinite(loss):             # the state of before this step is kept
-                    msg = (f"training diverged: the loss became {loss} at epoch {st.epoch + 1}, step {st.step + 1} "
-                           f"(lr {lr:.4g}); stopped without saving this state. The last good checkpoint "
-                           f"({st.saved}) is kept in {run_dir}. Try a lower --lr.")
-                    return result("diverged", msg)
+                    return diverged(f"training diverged: the loss became {loss} at epoch {st.epoch + 1}, "
+                                    f"step {st.step + 1} (lr {lr:.4g})")
                 st.params, st.buffers, st.momentum = out.params, out.buffers, out.momentum
                 st.step += 1
                 st.batch = b + 1
@@ -235,10 +288,9 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, 
                 if sigint.flag:
                     st.rng_state = epoch_rng_state
                     if not all_finite(st.params, st.buffers, st.momentum):
-                        return result("diverged", f"training diverged (NaN/inf weights) at step {st.step}; "
-                                                  f"the last good checkpoint ({st.saved}) is kept in {run_dir}")
+                        return diverged(f"training diverged (NaN/inf weights) at step {st.step}")
                     save_state(run_dir, st, cfg, data, sched, "interrupted")
-                    return result("interrupted", f"interrupted at epoch {st.epoch + 1}, batch {st.batch}/{n_batches} "
+                    return result("interrupted", f"{_by(sigint)} at epoch {st.epoch + 1}, batch {st.batch}/{n_batches} "
                                                  f"(step {st.step}); checkpoint written to {run_dir}")
             # ---- end of epoch: evaluate, checkpoint, log
             p = st.partial
@@ -253,9 +305,8 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, 
                  "train_seconds": train_seconds, "images_per_s": p["seen"] / max(train_seconds, 1e-9),
                  "threads": runner.n, "workers": runner.workers, "engine": runner.engine}
             if not all_finite(st.params, st.buffers, st.momentum) or (tested and not math.isfinite(ev["loss"])):
-                return result("diverged", f"training diverged (NaN/inf weights or test loss) at the end of epoch "
-                                          f"{st.epoch + 1}; the last good checkpoint ({st.saved}) "
-                                          f"is kept in {run_dir}. Try a lower --lr.")
+                return diverged(f"training diverged (NaN/inf weights or test loss) at the end of epoch "
+                                f"{st.epoch + 1}")
             st.metrics.append(json_safe(m))
             st.epoch += 1
             st.batch = 0
@@ -263,13 +314,13 @@ def _run_epochs(run_dir: Path, cfg: TrainConfig, data: TrainData, st: RunState, 
             st.partial = empty_partial()
             done = st.epoch >= cfg.epochs
             save_state(run_dir, st, cfg, data, sched, "finished" if done else "running")
-            append_metrics(run_dir, st.metrics[-1])
+            write_metrics(run_dir, st.metrics, resume_dir=run_dir)     # atomic: never a half line
             _notify(reporter, "on_epoch_end", dict(st.metrics[-1]))
             epochs_this_call += 1
             if done:
                 break
             if sigint.flag:
-                return result("interrupted", f"interrupted after epoch {st.epoch} (step {st.step}); "
+                return result("interrupted", f"{_by(sigint)} after epoch {st.epoch} (step {st.step}); "
                                              f"checkpoint written to {run_dir}")
             if stop_after is not None and epochs_this_call >= stop_after:
                 return result("stopped", f"stopped after {epochs_this_call} epoch(s) as asked (--stop-after); "

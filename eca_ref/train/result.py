@@ -14,7 +14,7 @@ class TrainResult:
     """What :func:`train` and :func:`resume` return.
 
     status: "finished" (all planned epochs done), "stopped" (``stop_after`` reached),
-    "interrupted" (Ctrl-C; a checkpoint was written) or "diverged" (a NaN/inf loss;
+    "interrupted" (Ctrl-C or SIGTERM, named by ``signal``; a checkpoint was written) or "diverged" (a NaN/inf loss;
     the last good checkpoint is kept).
     """
 
@@ -29,6 +29,7 @@ class TrainResult:
     params: dict = field(default_factory=dict, repr=False)
     buffers: dict = field(default_factory=dict, repr=False)
     momentum: dict = field(default_factory=dict, repr=False)
+    signal: str | None = None       # "SIGINT" or "SIGTERM" for an interrupted run
 
     @property
     def test_acc(self) -> float | None:

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np  # the generator state probe and the recorded version
 
 from eca_ref.backend import get_xp
-from eca_ref.errors import CheckpointError, InputError
+from eca_ref.errors import CheckpointError
 from eca_ref.models import init_resnet
-from eca_ref.train.checkpoint import json_safe, save_checkpoint
+from eca_ref.train.checkpoint import META_NAME, json_safe, save_checkpoint
 from eca_ref.train.config import TrainConfig
 from eca_ref.train.dataset import TrainData
-from eca_ref.train.rundir import eca_version
+from eca_ref.train.rundir import eca_version, write_error
 from eca_ref.train.schedule import Schedule
 from eca_ref.validation import check_int
 
@@ -62,8 +62,7 @@ def save_state(run_dir: Path, st: RunState, cfg: TrainConfig, data: TrainData, s
                       "lr_next": sched(st.step) if st.step < sched.total_steps else None},
         "schedule": sched.to_dict(),
         "rng": {"data": st.rng_state},
-        "data": {"mean": data.mean.tolist(), "std": data.std.tolist(), "n_train": int(len(data.train_y)),
-                 "n_test": int(len(data.test_y)), "train_fingerprint": data.fingerprint},
+        "data": data.meta(),
         "eca_ref_version": eca_version(),
         "numpy_version": np.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -72,7 +71,8 @@ def save_state(run_dir: Path, st: RunState, cfg: TrainConfig, data: TrainData, s
         save_checkpoint(run_dir, {"params": st.params, "buffers": st.buffers, "momentum": st.momentum},
                         json_safe(meta))
     except OSError as exc:
-        raise InputError(f"cannot write a checkpoint to {run_dir}: {exc.strerror or exc}") from None
+        name = META_NAME if META_NAME in str(exc.filename or "") else f"checkpoint-s{st.step:08d}.npz"
+        raise write_error(exc, run_dir / name, resume_dir=run_dir if st.saved else None) from None
     st.saved = st.where()
 
 
@@ -106,9 +106,7 @@ def state_from_checkpoint(run_dir: Path, groups: dict, meta: dict, cfg: TrainCon
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{run_dir}: corrupt checkpoint metadata ({type(exc).__name__}: {exc})") from None
     st.saved = st.where()
-    if len(st.metrics) != st.epoch:
-        raise CheckpointError(f"{run_dir}: corrupt checkpoint metadata ({len(st.metrics)} epochs of metrics for epoch {st.epoch})")
-    return st
+    return st          # how the numbers fit together is checked by eca_ref.train.checkmeta
 
 
 def all_finite(*groups: dict) -> bool:
