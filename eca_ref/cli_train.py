@@ -224,8 +224,8 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, w
         sys.exit(1)
     if result.status == "interrupted":
         sigterm = result.signal == "SIGTERM"
-        click.echo(f"{'Stopped' if sigterm else 'Interrupted'}: {result.message}. Continue with: "
-                   f"eca-ref train --resume {result.run_dir}", err=True)
+        what = result.message[:1].upper() + result.message[1:] if sigterm else f"Interrupted: {result.message}"
+        click.echo(f"{what}. Continue with: eca-ref train --resume {result.run_dir}", err=True)
         sys.exit(143 if sigterm else 130)
     if result.status == "stopped":
         console.print(f"{result.message}; continue with: eca-ref train --resume {result.run_dir}")

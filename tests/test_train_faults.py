@@ -211,3 +211,144 @@ def test_an_edited_checkpoint_on_the_cli(mid_epoch, data_dir, tmp_path):
     assert (run_dir / "checkpoint.json").read_bytes() == before
     shutil.copy(mid_epoch / "checkpoint.json", run_dir / "checkpoint.json")    # the untouched one resumes
     assert resume(run_dir, data_dir=data_dir).status == "finished"
+
+
+# ---------------------------------------------------------------- 4. SIGTERM
+
+def test_sigterm_in_process_checkpoints_like_ctrl_c(data_dir, tmp_path):
+    r = train(TrainConfig(**TINY), tmp_path / "t", data_dir=data_dir, reporter=_Signal(signal.SIGTERM, 2, 1))
+    assert r.status == "interrupted" and r.signal == "SIGTERM" and r.step == 4 and "SIGTERM" in r.message
+    assert load_checkpoint(tmp_path / "t")[1]["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL                 # handler restored
+
+
+def test_sigterm_to_the_cli_then_resume_is_bit_identical(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    make_fake_cifar10(data, n_train=160, n_test=20, seed=0, formats=("binary",))
+    cfg = dict(TINY, epochs=12)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env.pop("ECA_REF_DATA", None)
+    cmd = [sys.executable, "-c", "from eca_ref.cli import main; main()", "train", "--depth", "8", "--width", "2",
+           "--batch-size", "16", "--epochs", "12", "--seed", "0", "--threads", "2", "--workers", "processes",
+           "--out", str(out), "--data-dir", str(data)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    for line in proc.stdout:                    # SIGTERM once the first epoch's line is out
+        seen.append(line)
+        if line.lstrip().startswith("epoch   1"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, ("".join(seen) + rest, err)
+    assert "Traceback" not in err and "leaked" not in err and "resource_tracker" not in err, err
+    assert [s for s in err.splitlines() if s.strip()][-1].startswith("Stopped by SIGTERM "), err
+    assert f"eca-ref train --resume {out}" in err
+    _, meta = load_checkpoint(out)
+    assert meta["status"] in ("interrupted", "running") and 1 <= meta["epoch"] < 12
+    monkeypatch.delenv("ECA_REF_DATA", raising=False)                # the resume finds the recorded data
+    resumed = resume(out, threads=2, workers="threads")
+    assert resumed.status == "finished" and resumed.epoch == 12
+    straight = train(TrainConfig(**cfg), tmp_path / "straight", data_dir=data, threads=2, workers="threads")
+    for name in ("params", "buffers", "momentum"):
+        a, b = getattr(straight, name), getattr(resumed, name)
+        assert all(np.array_equal(a[k], b[k]) for k in a), name
+
+
+# ---------------------------------------------------------------- 5. the hint after divergence
+
+def test_divergence_after_resume_suggests_what_can_be_done(data_dir, tmp_path, monkeypatch):
+    from eca_ref.functional import loss as loss_mod
+    real = loss_mod.softmax_cross_entropy
+    train(TrainConfig(**TINY), tmp_path / "d", data_dir=data_dir, stop_after=1)
+
+    def poisoned(logits, y, **kw):
+        loss, d = real(logits, y, **kw)
+        return float("nan"), d
+
+    monkeypatch.setattr(loss_mod, "softmax_cross_entropy", poisoned)
+    r = run("train", "--resume", tmp_path / "d", "--data-dir", data_dir)
+    assert r.exit_code == 1
+    line = _one_error_line(r)
+    assert "Try a lower --lr" not in line
+    assert "start a new run with a lower --lr" in line and "--lr 0.1" in line and "another --out" in line
+    assert load_checkpoint(tmp_path / "d")[1]["epoch"] == 1                 # the last good checkpoint
+
+
+# ---------------------------------------------------------------- 6. disk full, permission denied
+
+def _failing_replace(match, err):
+    real = os.replace
+
+    def replace(src, dst, *a, **kw):
+        if match in os.path.basename(str(dst)):
+            raise OSError(err, os.strerror(err), str(src))
+        return real(src, dst, *a, **kw)
+    return replace
+
+
+@pytest.mark.parametrize("name, err, hint", [
+    ("config.json", errno.ENOSPC, "No space left on device; free some space, or choose another --out"),
+    ("metrics.jsonl", errno.EACCES, "Permission denied; make the folder writable, or choose another --out"),
+    ("checkpoint-s", errno.ENOSPC, "No space left on device; free some space, or choose another --out"),
+    ("checkpoint.json", errno.EROFS, "Read-only file system; make the folder writable, or choose another --out"),
+])
+def test_a_fresh_run_that_cannot_write_says_which_file(data_dir, tmp_path, monkeypatch, name, err, hint):
+    monkeypatch.setattr(fileio.os, "replace", _failing_replace(name, err))
+    out = tmp_path / "r"
+    r = run("train", *TINY_CLI, "--out", out, "--data-dir", data_dir)
+    assert r.exit_code == 1
+    line = _one_error_line(r)
+    assert line.startswith(f"Error: cannot write {out}/{name}") and line.endswith(hint), line
+    assert not list(out.glob(".*.tmp"))                                      # no temporary file left
+    monkeypatch.undo()
+    r = run("train", *TINY_CLI, "--out", out, "--data-dir", data_dir)         # the same --out works afterwards
+    assert r.exit_code == 0, r.output
+
+
+def test_disk_full_at_an_epoch_end_keeps_the_last_checkpoint(data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    train(TrainConfig(**TINY), out, data_dir=data_dir, stop_after=1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(fileio.os, "replace", _failing_replace("checkpoint-s", errno.ENOSPC))
+    with pytest.raises(RunWriteError, match=rf"cannot write {out}/checkpoint-s00000006.npz: No space left on device; "
+                                            rf"the last checkpoint is kept: free some space, then continue with: "
+                                            rf"eca-ref train --resume {out}"):
+        resume(out, data_dir=data_dir)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    monkeypatch.undo()
+    assert resume(out, data_dir=data_dir).status == "finished"
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """Mount a tmpfs of the size given; skip where mounting is not allowed."""
+    mounted = []
+
+    def mount(size):
+        d = tmp_path / f"tmpfs{len(mounted)}"
+        d.mkdir()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True)
+        if p.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {p.stderr.decode(errors='replace').strip()}")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="mounting a tmpfs needs Linux and root")
+@pytest.mark.parametrize("size", ["8k", "64k"])
+def test_a_real_full_disk(data_dir, tiny_tmpfs, size):
+    out = tiny_tmpfs(size) / "r"
+    r = run("train", *TINY_CLI, "--out", out, "--data-dir", data_dir)
+    assert r.exit_code == 1, r.output
+    line = _one_error_line(r)
+    assert line.startswith(f"Error: cannot write {out}/") and "No space left on device" in line, line
+    if (out / "checkpoint.json").exists():                                   # what was written stays valid
+        assert "--resume" in line
+        assert load_checkpoint(out)[1]["epoch"] in (0, 1)
+    else:
+        assert "choose another --out" in line
