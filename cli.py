@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from eca_ref.cli import main  # noqa: E402
+from eca_ref.cli_run import run  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -14,6 +14,7 @@ Results are plain dicts (JSON-ready); ``eca-ref bench`` prints them as tables.
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -26,17 +27,20 @@ from eca_ref.engine import Runner, cores
 from eca_ref.engine.blas import available_cores
 from eca_ref.engine.blas import one_thread as blas_one_thread
 from eca_ref.engine.processes import allocator_tuned, tune_allocator
-from eca_ref.errors import InputError
+from eca_ref.errors import InputError, InputTypeError
 from eca_ref.models import ResNetConfig, block_specs, decay_keys, init_resnet
 from eca_ref.train.optim import SGDConfig, sgd_init
 from eca_ref.train.step import train_step
-from eca_ref.validation import check_int
+from eca_ref.validation import check_bool, check_int, check_kernel
 
 __all__ = ["ECA_SHAPES", "tune_allocator", "allocator_tuned", "time_median", "time_interleaved", "bench_train_step", "bench_eca",
-           "make_torch_resnet", "torch_name", "environment"]
+           "make_torch_resnet", "torch_name", "environment", "has_torch", "check_eca_shapes", "TORCH_MISSING",
+           "MAX_ARRAY_BYTES"]
 
 ECA_SHAPES = ((128, 64, 8, 8), (32, 256, 56, 56))
 LR, MOMENTUM, WEIGHT_DECAY = 0.05, 0.9, 5e-4
+MAX_ARRAY_BYTES = 2 * 2 ** 30   # per float32 array of the ECA benchmark, which holds about six of them
+TORCH_MISSING = "PyTorch is not installed (pip install 'eca-ref[parity]')"
 
 
 def time_median(fn, *, repeats: int, warmup: int, sync=None) -> dict:
@@ -133,7 +137,7 @@ def make_torch_resnet(cfg: ResNetConfig, params=None, buffers=None, dtype=None):
     """
     torch = _torch()
     if torch is None:
-        raise InputError("PyTorch is not installed (pip install 'eca-ref[parity]')")
+        raise InputError(TORCH_MISSING)
     if cfg.attention not in ("eca", "none"):
         raise InputError(f"the PyTorch twin supports attention 'eca' and 'none', got {cfg.attention!r}")
     nn = torch.nn
@@ -258,6 +262,31 @@ def bench_train_step(cfg: ResNetConfig | None = None, *, batch: int = 128, repea
 
 # ------------------------------------------------------------------------------------ ECA module alone
 
+def has_torch() -> bool:
+    """Whether PyTorch can be imported (the comparisons need it; everything else does not)."""
+    return _torch() is not None
+
+
+def check_eca_shapes(shapes) -> list:
+    """Shapes (N, C, H, W) of integers >= 1 whose float32 array fits in MAX_ARRAY_BYTES, checked before any allocation."""
+    if isinstance(shapes, (str, bytes)) or not hasattr(shapes, "__iter__"):
+        raise InputTypeError(f"shapes must be a list of (N, C, H, W) tuples, got {shapes!r}")
+    out = []
+    for shape in shapes:
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 4:
+            raise InputError(f"each ECA shape must be four integers (N, C, H, W), got {shape!r}")
+        dims = tuple(check_int(d, "each entry of an ECA shape", min_value=1) for d in shape)
+        nbytes = math.prod(dims) * 4
+        if nbytes > MAX_ARRAY_BYTES:
+            raise InputError(f"ECA shape {'x'.join(map(str, dims))} needs {nbytes / 1e9:,.1f} GB per float32 array "
+                             f"(the benchmark holds about six); the limit is {MAX_ARRAY_BYTES / 2 ** 30:g} GiB "
+                             f"({MAX_ARRAY_BYTES / 1e9:.2f} GB) per array")
+        out.append(dims)
+    if not out:
+        raise InputError("shapes must hold at least one (N, C, H, W)")
+    return out
+
+
 def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_torch: bool = True, k: int | None = None):
     """Time the ECA module (forward; forward + backward) against B and PyTorch autograd, float32.
 
@@ -270,6 +299,9 @@ def bench_eca(shapes=ECA_SHAPES, *, repeats: int = 20, warmup: int = 3, with_tor
     xp = get_xp()
     repeats = check_int(repeats, "repeats", min_value=1)
     warmup = check_int(warmup, "warmup", min_value=0)
+    shapes = check_eca_shapes(shapes)
+    with_torch = check_bool(with_torch, "with_torch")
+    k = None if k is None else check_kernel(k)
     v = VARIANTS["eca"]
     torch = _torch() if with_torch else None
     rows = []

@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 
 import click
+from click.core import ParameterSource
 
 from eca_ref.attention import VARIANTS
-from eca_ref.bench import ECA_SHAPES, bench_eca, bench_train_step, environment, tune_allocator
+from eca_ref.bench import (ECA_SHAPES, TORCH_MISSING, bench_eca, bench_train_step, check_eca_shapes, environment,
+                           has_torch, tune_allocator)
+from eca_ref.cli_types import ascii_int
 from eca_ref.engine import ENGINES, WORKERS
 from eca_ref.engine.blas import available_cores
 from eca_ref.errors import InputError
@@ -15,10 +18,11 @@ from eca_ref.validation import check_int
 
 
 def _parse_shape(text: str) -> tuple:
-    parts = text.lower().split("x")
-    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise InputError(f"--eca-shape must be four positive integers NxCxHxW, e.g. 128x64x8x8; got {text!r}")
-    return tuple(int(p) for p in parts)
+    dims = [ascii_int(p) for p in text.lower().split("x")]
+    if len(dims) != 4 or not all(d is not None and d > 0 for d in dims):
+        raise InputError(f"--eca-shape must be four positive integers NxCxHxW in ASCII digits, e.g. 128x64x8x8; "
+                         f"got {text!r}")
+    return tuple(dims)
 
 
 def _ms(d):
@@ -72,6 +76,8 @@ def render_bench(result: dict, console=None) -> None:
         console.print(t)
         console.print("F = forward, FB = forward + backward; targets: F <= 1.2 B, FB <= 3 B, "
                       "FB no slower than PyTorch autograd (FB/torch <= 1)")
+    for note in result.get("notes", []):
+        console.print(note, highlight=False, markup=False)
 
 
 def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="eca", with_torch=True,
@@ -80,14 +86,17 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
     """Run the benchmarks and return one JSON-ready dict (the plain function behind ``eca-ref bench``)."""
     cfg = ResNetConfig(depth=depth, width=width, attention=attention)  # checks the values
     threads = available_cores() if threads is None else check_int(threads, "threads", min_value=1)
+    eca_shapes = check_eca_shapes(eca_shapes or ECA_SHAPES)  # sizes checked before the step runs
     result = {"environment": environment(), "allocator_tuned": bool(tune_malloc and tune_allocator()),
               "threads": threads}
+    if with_torch and not has_torch():
+        result["notes"] = ["PyTorch not installed: skipped"]
     if step:
         result["train_step"] = bench_train_step(cfg, batch=batch, repeats=repeats, warmup=warmup,
                                                 with_torch=with_torch, threads=threads, workers=workers,
                                                 engine=engine)
     if eca:
-        result["eca"] = bench_eca(eca_shapes or ECA_SHAPES, repeats=repeats, warmup=warmup, with_torch=with_torch)
+        result["eca"] = bench_eca(eca_shapes, repeats=repeats, warmup=warmup, with_torch=with_torch)
     return result
 
 
@@ -98,7 +107,8 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
 @click.option("--depth", type=int, default=8, show_default=True, help="6n + 2.")
 @click.option("--width", type=int, default=16, show_default=True)
 @click.option("--attention", type=click.Choice(list(VARIANTS)), default="eca", show_default=True)
-@click.option("--torch/--no-torch", "with_torch", default=True, help="Time PyTorch too, when installed.")
+@click.option("--torch/--no-torch", "with_torch", default=True,
+              help="Time PyTorch too [default: when installed; --torch without PyTorch is an error].")
 @click.option("--step/--no-step", default=True, help="The training-step benchmark.")
 @click.option("--eca/--no-eca", default=True, help="The ECA-module benchmark.")
 @click.option("--tune-malloc/--no-tune-malloc", default=True, show_default=True,
@@ -112,10 +122,13 @@ def run_bench(*, repeats=20, warmup=3, batch=128, depth=8, width=16, attention="
 @click.option("--engine", type=click.Choice(list(ENGINES)), default="fast", show_default=True,
               help="The training step on the fast engine, or on the plain reference code (slow; a figure).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def bench(repeats, warmup, batch, depth, width, attention, with_torch, step, eca, tune_malloc, eca_shapes, threads,
+@click.pass_context
+def bench(ctx, repeats, warmup, batch, depth, width, attention, with_torch, step, eca, tune_malloc, eca_shapes, threads,
           workers, engine, as_json):
     """Time a training step (NumPy vs PyTorch) and the ECA module (vs B and PyTorch)."""
     shapes = [_parse_shape(s) for s in eca_shapes] or None
+    if with_torch and ctx.get_parameter_source("with_torch") == ParameterSource.COMMANDLINE and not has_torch():
+        raise InputError(f"--torch: {TORCH_MISSING}; or leave out --torch")
     result = run_bench(repeats=repeats, warmup=warmup, batch=batch, depth=depth, width=width, attention=attention,
                        with_torch=with_torch, step=step, eca=eca, tune_malloc=tune_malloc, eca_shapes=shapes,
                        threads=threads, workers=workers, engine=engine)

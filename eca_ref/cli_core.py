@@ -13,32 +13,49 @@ from rich.console import Console
 from rich.table import Table
 
 from eca_ref.attention import kernel_size_info
+from eca_ref.cli_types import INT_RULE, SEED, ascii_int
 from eca_ref.errors import InputError
 
 
+MAX_CHANNEL_VALUES = 10000
+
+
+def _range_count(a: int, b: int, step) -> int:
+    """How many values A:B (doubling) or A:B:STEP holds, from arithmetic alone (nothing is built)."""
+    if step is not None:
+        return (b - a) // step + 1
+    return (b // a).bit_length()   # a, 2a, 4a, ... <= b: 1 + floor(log2(b / a)) values
+
+
 def parse_channels(values) -> list[int]:
-    """Channel counts from ``--channels`` values: ``512``, ``16:4096`` (doubling), ``8:64:8`` (step)."""
+    """Channel counts from ``--channels`` values: ``512``, ``16:4096`` (doubling), ``8:64:8`` (step).
+
+    Numbers are ASCII digits (the rule of every integer option); at most 10000 values in all,
+    counted before any range is built.
+    """
     out: list[int] = []
     for raw in values:
         parts = str(raw).split(":")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            raise InputError(f"--channels must be an integer, A:B (doubling) or A:B:STEP, got {raw!r}") from None
+        nums = [ascii_int(p) for p in parts]
+        if any(n is None for n in nums):
+            raise InputError(f"--channels must be an integer, A:B (doubling) or A:B:STEP, each {INT_RULE}; "
+                             f"got {raw!r}")
         if any(n <= 0 for n in nums) or len(nums) > 3:
             raise InputError(f"--channels must be positive integers (C >= 1), got {raw!r}")
-        if len(nums) == 1:
-            out.append(nums[0])
-            continue
-        a, b = nums[0], nums[1]
-        if b < a:
+        a, b = nums[0], nums[-1] if len(nums) > 1 else nums[0]
+        if len(nums) > 1 and b < a:
             raise InputError(f"--channels range {raw!r} must go up (A <= B)")
-        c = a
-        while c <= b:
-            out.append(c)
-            c = c + nums[2] if len(nums) == 3 else c * 2
-        if len(out) > 10000:
-            raise InputError(f"--channels range {raw!r} is too long (more than 10000 values)")
+        step = nums[2] if len(nums) == 3 else None
+        count = 1 if len(nums) == 1 else _range_count(a, nums[1], step)
+        if len(out) + count > MAX_CHANNEL_VALUES:
+            raise InputError(f"--channels is too long: {raw!r} gives {count:,} value(s), {len(out) + count:,} in all; "
+                             f"at most {MAX_CHANNEL_VALUES:,}")
+        if len(nums) == 1:
+            out.append(a)
+        elif step is not None:
+            out.extend(range(a, nums[1] + 1, step))
+        else:
+            out.extend(a << i for i in range(count))
     return out
 
 
@@ -81,7 +98,8 @@ def kernel_size_cmd(channels, gamma, b, as_json):
 
 
 @click.command("verify")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the random inputs, 0 <= SEED < 2**32.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
               help="dtype of the equality proofs (gradient checks always run in float64).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from eca_ref.cli_types import SEED
 from eca_ref.errors import InputError
 
 
@@ -64,7 +65,8 @@ def assignment_rubric(points_file, as_json):
               help="Folder mode: the CSV of scores (default FOLDER/grades.csv).")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder mode: also write one Gradescope JSON per submission here.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the random inputs, 0 <= SEED < 2**32.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds per test (and for importing the submission).")
 @click.option("--total-timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from eca_ref.cli_types import check_ascii
 from eca_ref.errors import InputError
 from eca_ref.models.networks import NETWORKS, UNIT, get_network
 from eca_ref.tables import compare_network, compare_variants
@@ -99,6 +100,8 @@ def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placeme
     per-stage kernels), exact and in the paper's units of 2^20, beside the paper's
     Table 3.
     """
+    check_ascii(groups, "--groups")  # numbers in ASCII digits, the rule of every integer option
+    check_ascii(stage_k, "--stage-k")
     if network is None:
         if stage_k is not None or placement is not None:
             raise InputError("--stage-k and --placement need --network")

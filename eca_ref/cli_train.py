@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from eca_ref.cli_types import SEED, SEED_LIST
 from eca_ref.engine import ENGINES, WORKERS
 from eca_ref.engine.processes import tune_allocator
 from eca_ref.errors import InputError
@@ -154,7 +155,7 @@ def _given(ctx, name) -> bool:
 @click.option("--width", type=int, default=_default("width"), show_default=True, help="Channels of the first stage.")
 @click.option("--k", type=int, default=None, help="ECA kernel size for every block (default: kernel_size(C) per block).")
 @click.option("--epochs", type=int, default=_default("epochs"), show_default=True)
-@click.option("--seed", type=int, default=_default("seed"), show_default=True)
+@click.option("--seed", type=SEED, default=_default("seed"), show_default=True, help="0 <= SEED < 2**32.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (new).")
 @click.option("--resume", "resume_dir", type=click.Path(), default=None,
               help="Continue the run in this directory with its saved config.")
@@ -314,7 +315,8 @@ def _csv(text: str, kind=str, name: str = "") -> list:
 @click.command("ablate")
 @click.option("--attention", default="none,se,eca", show_default=True, help="Comma-separated variant names.")
 @click.option("--epochs", type=int, default=_default("epochs"), show_default=True, help="Epochs per run (same for all).")
-@click.option("--seeds", default="0,1", show_default=True, help="Comma-separated seeds.")
+@click.option("--seeds", type=SEED_LIST, default="0,1", show_default=True,
+              help="Comma-separated seeds, each 0 <= seed < 2**32.")
 @click.option("--depth", type=int, default=_default("depth"), show_default=True)
 @click.option("--width", type=int, default=_default("width"), show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only the first N train and N test images.")
@@ -331,7 +333,7 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
     """Train each attention variant under the same budget; params added and test accuracy mean ± std."""
     _tune(tune_malloc)
     variants = _csv(attention, str, "--attention")
-    seed_list = _csv(seeds, int, "--seeds")
+    seed_list = list(seeds)
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
     reporters = []
 

@@ -25,6 +25,13 @@ def check_float_array(a, name: str, *, ndim: int | None = None, shape=None, chec
     xp = get_xp()
     if not (isinstance(a, numpy.ndarray) or isinstance(a, xp.ndarray)):
         raise InputTypeError(f"{name} must be an array ({xp.__name__}.ndarray), got {type(a).__name__}")
+    check_finite = check_bool(check_finite, "check_finite")
+    if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8) and not a.dtype.isnative:
+        # one rule: refused, not converted (a silent copy would hide the cost, and the caller's
+        # array would not be the one computed on)
+        raise InputTypeError(f"{name} has non-native byte order ({a.dtype.str}, "
+                             f"{'big' if a.dtype.byteorder == '>' else 'little'}-endian); convert it first, e.g. "
+                             f"{name}.astype(numpy.float{a.dtype.itemsize * 8})")
     if a.dtype not in (numpy.float32, numpy.float64):
         raise InputTypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
     want = dims or (f"{ndim}-D" if ndim is not None else "")
@@ -51,6 +58,13 @@ def check_int(v, name: str, *, min_value: int | None = None, max_value: int | No
     if max_value is not None and v > max_value:
         raise InputError(f"{name} must be <= {max_value}, got {v}")
     return v
+
+
+def check_bool(v, name: str) -> bool:
+    """A flag: True or False (Python's bool or numpy.bool_), not a string or a number that is truthy."""
+    if not isinstance(v, (bool, numpy.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {v!r}")
+    return bool(v)
 
 
 def check_positive_float(v, name: str) -> float:

@@ -121,3 +121,32 @@ def test_layers_script(capsys):
     mod.main(["--width", "2", "--batch", "2", "--repeats", "1"])
     out = capsys.readouterr().out
     assert out.count("conv ") >= 7 and "all conv layers of one step" in out and "all bn layers" in out
+
+
+def test_bench_eca_checks_its_inputs_first():
+    from eca_ref.errors import InputError, InputTypeError
+    with pytest.raises(InputError, match="four integers"):
+        bench_eca([(2, 8, 4)], repeats=1, warmup=0, with_torch=False)
+    with pytest.raises(InputError, match="4,000.0 GB per float32 array.*2 GiB"):
+        bench_eca([(100000, 1000, 100, 100)], repeats=1, warmup=0, with_torch=False)
+    with pytest.raises(InputTypeError, match="with_torch must be True or False"):
+        bench_eca([(2, 8, 4, 4)], repeats=1, warmup=0, with_torch="no")
+
+
+def test_cli_bench_explicit_torch_without_pytorch_is_an_error(monkeypatch):
+    import eca_ref.cli_bench as cli_bench
+    monkeypatch.setattr(cli_bench, "has_torch", lambda: False)
+    res = CliRunner().invoke(main, ["bench", *TINY, "--no-step", "--torch"])
+    lines = [s for s in res.stderr.splitlines() if s.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "PyTorch is not installed" in lines[0], res.output
+
+
+def test_cli_bench_without_pytorch_says_skipped(monkeypatch):
+    import eca_ref.bench as bench_mod
+    import eca_ref.cli_bench as cli_bench
+    monkeypatch.setattr(cli_bench, "has_torch", lambda: False)
+    monkeypatch.setattr(bench_mod, "_torch", lambda: None)
+    res = CliRunner().invoke(main, ["bench", *TINY, "--no-step"])
+    assert res.exit_code == 0 and "PyTorch not installed: skipped" in res.stdout, res.output
+    res = CliRunner().invoke(main, ["bench", *TINY, "--no-step", "--json"])
+    assert json.loads(res.stdout)["notes"] == ["PyTorch not installed: skipped"]

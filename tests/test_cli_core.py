@@ -89,7 +89,7 @@ def test_repo_root_shim_runs():
     (("kernel-size", "--channels"), "Error: Option '--channels' requires an argument"),
     (("--backend", "foo", "verify"), "Error: Invalid value for '--backend': 'foo' is not one of"),
     (("no-such-command",), "Error: No such command 'no-such-command' (see eca-ref --help)"),
-    (("train", "--depth", "abc"), "Error: Invalid value for '--depth': 'abc' is not a valid integer (see eca-ref train --help)"),
+    (("train", "--depth", "abc"), "Error: Invalid value for '--depth': 'abc' is not a valid integer (write it in ASCII digits 0-9) (see eca-ref train --help)"),
     (("data", "download", "--bogus"), "Error: No such option '--bogus'"),
 ])
 def test_usage_errors_are_one_line(args, expect):

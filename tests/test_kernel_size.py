@@ -62,3 +62,31 @@ def test_gamma_and_b():
 def test_errors(args, exc):
     with pytest.raises(exc):
         kernel_size(*args)
+
+
+def test_boolean_flags_take_booleans_only():
+    import numpy as np
+
+    from eca_ref import band_matrix
+    from eca_ref.attention.kernel import band_grad_to_kernel
+    from eca_ref.validation import check_bool, check_float_array
+    w = np.array([1.0, 2.0, 3.0])
+    for bad in ("no", 1, None):
+        with pytest.raises(InputTypeError, match="circular must be True or False"):
+            band_matrix(w, 4, circular=bad)
+    assert np.array_equal(band_matrix(w, 4, circular=np.bool_(True)), band_matrix(w, 4, circular=True))
+    with pytest.raises(InputTypeError, match="shared must be True or False"):
+        band_grad_to_kernel(np.eye(4), 3, shared="yes")
+    with pytest.raises(InputTypeError, match="check_finite must be True or False"):
+        check_float_array(w, "w", check_finite="no")
+    assert check_bool(np.bool_(False), "f") is False
+
+
+def test_big_endian_arrays_are_refused_with_byte_order():
+    import numpy as np
+
+    from eca_ref import band_matrix
+    with pytest.raises(InputTypeError, match=r"w has non-native byte order \(>f8, big-endian\).*astype"):
+        band_matrix(np.ones(3, dtype=">f8"), 4)
+    with pytest.raises(InputTypeError, match="float32 or float64"):
+        band_matrix(np.ones(3, dtype=">i4"), 4)

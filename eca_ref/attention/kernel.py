@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError, InputTypeError
-from eca_ref.validation import check_float_array, check_int, check_kernel, check_positive_float
+from eca_ref.validation import check_bool, check_float_array, check_int, check_kernel, check_positive_float
 
 
 def _check_b(b) -> float:
@@ -130,6 +130,7 @@ def band_matrix(w, C, circular: bool = False):
     """
     xp = get_xp()
     C = check_int(C, "C", min_value=1)
+    circular = check_bool(circular, "circular")
     k = _check_band_weights(w, C)
     p = (k - 1) // 2
     B = xp.zeros((C, C), dtype=w.dtype)
@@ -157,6 +158,8 @@ def band_grad_to_kernel(dB, k, *, shared: bool = True, circular: bool = False):
     """
     xp = get_xp()
     check_float_array(dB, "dB", ndim=2, check_finite=False)
+    shared = check_bool(shared, "shared")
+    circular = check_bool(circular, "circular")
     C = dB.shape[0]
     if dB.shape != (C, C):
         raise InputError(f"dB must be square (C, C), got {tuple(dB.shape)}")
