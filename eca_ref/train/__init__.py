@@ -2,8 +2,9 @@
 
 Modules: config (TrainConfig, PRESETS, config_from_preset), step (train_step: one step), loop
 (train, resume), state (the checkpointed state), dataset, rundir (config.json, metrics.jsonl),
-interrupt (Ctrl-C), result (TrainResult), runner (the model passes, from eca_ref.engine),
-evaluate, gates, ablate, optim, schedule, checkpoint.
+interrupt (Ctrl-C and SIGTERM), result (TrainResult), runner (the model passes, from eca_ref.engine),
+evaluate, gates, ablate, optim, schedule, checkpoint, checkmeta (a checkpoint's fields checked
+together), lock (one run per directory), datasource (where a saved run finds its data).
 
 Every entry point is a plain function that returns a result; ``eca-ref train``,
 ``eca-ref evaluate``, ``eca-ref gates`` and ``eca-ref ablate`` only format what these return.
