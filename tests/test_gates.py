@@ -3,19 +3,14 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from eca_ref.cli import main
 from eca_ref.errors import InputError
 from eca_ref.models import attention_gates
 from eca_ref.train.evaluate import load_run
 from eca_ref.train.gates import gate_statistics, summarize_gates
+from cli_helpers import run
 
 TINY = ["--depth", "8", "--width", "2", "--batch-size", "16", "--epochs", "1", "--seed", "0"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

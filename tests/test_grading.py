@@ -372,6 +372,9 @@ def test_safe_load_npz_rejects_pickles_and_lies(tmp_path):
         zf.writestr("evil.pkl", b"cos\nsystem\n")
     with pytest.raises(ValueError, match="unexpected member"):
         safe_load_npz(tmp_path / "odd.npz")
+    (tmp_path / "not-a-zip.npz").write_bytes(b"PK\x03\x04 but nothing after")
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        safe_load_npz(tmp_path / "not-a-zip.npz")
 
 
 def test_output_tail_keeps_head_and_tail():

@@ -3,11 +3,11 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from eca_ref.cli import main
 from eca_ref.cli_train import COMMANDS
 from eca_ref.train.checkpoint import load_checkpoint
+from cli_helpers import one_error_line, run
 
 for _c in COMMANDS:
     if _c.name not in main.commands:
@@ -16,23 +16,6 @@ for _c in COMMANDS:
 TINY = ["--depth", "8", "--width", "2", "--batch-size", "16", "--epochs", "2", "--seed", "0"]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from eca_ref.data import make_fake_cifar10
-    root = tmp_path_factory.mktemp("cifar")
-    make_fake_cifar10(root, n_train=40, n_test=20, seed=0, formats=("binary",))
-    return str(root)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_error_line(r):
-    lines = [s for s in r.stderr.splitlines() if s.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
-    assert "Traceback" not in r.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -73,38 +56,38 @@ def test_resume_with_agreeing_option_is_fine_and_contradiction_refused(straight,
     assert r.exit_code == 0 and "already complete" in r.stdout
     r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--lr", "0.3", "--epochs", "5")
     assert r.exit_code == 2
-    line = _one_error_line(r)
+    line = one_error_line(r)
     assert "contradict" in line and "lr=0.3" in line and "epochs=5" in line
     r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--zero-init-residual")
-    assert r.exit_code == 2 and "zero_init_residual=True (saved: False)" in _one_error_line(r)
+    assert r.exit_code == 2 and "zero_init_residual=True (saved: False)" in one_error_line(r)
     r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--init", "pytorch")
-    assert r.exit_code == 2 and "init='pytorch' (saved: 'kaiming')" in _one_error_line(r)
+    assert r.exit_code == 2 and "init='pytorch' (saved: 'kaiming')" in one_error_line(r)
     r = run("train", "--resume", straight[0], "--data-dir", data_dir, "--init", "he")
-    assert r.exit_code == 2 and "--init" in _one_error_line(r)
+    assert r.exit_code == 2 and "--init" in one_error_line(r)
 
 
 def test_unwritable_out_dir(data_dir, tmp_path):
     (tmp_path / "afile").write_text("x")
     r = run("train", *TINY, "--out", tmp_path / "afile" / "run", "--data-dir", data_dir)
     assert r.exit_code == 2
-    assert "cannot create output directory" in _one_error_line(r)
+    assert "cannot create output directory" in one_error_line(r)
 
 
 def test_data_dir_without_cifar(tmp_path):
     r = run("train", *TINY, "--out", tmp_path / "run", "--data-dir", tmp_path / "empty")
     assert r.exit_code == 2
-    line = _one_error_line(r)
+    line = one_error_line(r)
     assert "download" in line.lower()
 
 
 def test_out_required(data_dir):
     r = run("train", *TINY, "--data-dir", data_dir)
-    assert r.exit_code == 2 and "--out is required" in _one_error_line(r)
+    assert r.exit_code == 2 and "--out is required" in one_error_line(r)
 
 
 def test_existing_run_refused(straight, data_dir):
     r = run("train", *TINY, "--out", straight[0], "--data-dir", data_dir)
-    assert r.exit_code == 2 and "already holds a run" in _one_error_line(r)
+    assert r.exit_code == 2 and "already holds a run" in one_error_line(r)
 
 
 @pytest.mark.parametrize("content,match", [
@@ -114,9 +97,9 @@ def test_existing_run_refused(straight, data_dir):
 def test_corrupt_or_foreign_checkpoint(tmp_path, data_dir, content, match):
     (tmp_path / "checkpoint.json").write_text(content)
     r = run("train", "--resume", tmp_path, "--data-dir", data_dir)
-    assert r.exit_code == 2 and match in _one_error_line(r)
+    assert r.exit_code == 2 and match in one_error_line(r)
     r = run("evaluate", tmp_path, "--data-dir", data_dir)
-    assert r.exit_code == 2 and match in _one_error_line(r)
+    assert r.exit_code == 2 and match in one_error_line(r)
 
 
 def test_tampered_arrays_refused(straight, data_dir, tmp_path):
@@ -128,12 +111,12 @@ def test_tampered_arrays_refused(straight, data_dir, tmp_path):
     raw[100] ^= 1
     npz.write_bytes(bytes(raw))
     r = run("evaluate", d, "--data-dir", data_dir)
-    assert r.exit_code == 2 and "checksum mismatch" in _one_error_line(r)
+    assert r.exit_code == 2 and "checksum mismatch" in one_error_line(r)
 
 
 def test_resume_missing_run(tmp_path, data_dir):
     r = run("train", "--resume", tmp_path / "nothing", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "no such run directory" in _one_error_line(r)
+    assert r.exit_code == 2 and "no such run directory" in one_error_line(r)
 
 
 def test_divergence_exit_1_keeps_checkpoint(data_dir, tmp_path):
@@ -147,11 +130,11 @@ def test_divergence_exit_1_keeps_checkpoint(data_dir, tmp_path):
 
 def test_bad_options(data_dir, tmp_path):
     r = run("train", "--attention", "nope", "--out", tmp_path / "x", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "nope" in _one_error_line(r)
+    assert r.exit_code == 2 and "nope" in one_error_line(r)
     r = run("train", "--depth", "9", "--out", tmp_path / "y", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "6n + 2" in _one_error_line(r)
+    assert r.exit_code == 2 and "6n + 2" in one_error_line(r)
     r = run("train", "--width", "0", "--out", tmp_path / "z", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "width" in _one_error_line(r)
+    assert r.exit_code == 2 and "width" in one_error_line(r)
 
 
 def test_evaluate(straight, data_dir):
@@ -182,7 +165,7 @@ def test_ablate(data_dir, tmp_path):
     # ECA on widths 4, 8, 16: k = kernel_size(C) = 1, 3, 3
     assert d["rows"][0]["params_added"] == 0 and d["rows"][1]["params_added"] == 1 + 3 + 3
     r = run("ablate", "--seeds", "a,b", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "--seeds" in _one_error_line(r)
+    assert r.exit_code == 2 and "--seeds" in one_error_line(r)
 
 
 def test_preset_sets_its_fields_and_explicit_options_win(data_dir, tmp_path):
@@ -194,11 +177,11 @@ def test_preset_sets_its_fields_and_explicit_options_win(data_dir, tmp_path):
     assert saved["depth"] == 20 and saved["epochs"] == 1 and saved["width"] == 1  # preset depth, explicit epochs
     assert saved["lr"] == 0.4 and saved["warmup"] == 0.15
     r = run("train", "--resume", out, "--preset", "d20", "--data-dir", data_dir)  # epochs 30 contradicts 1
-    assert r.exit_code == 2 and "epochs=30 (saved: 1)" in _one_error_line(r)
+    assert r.exit_code == 2 and "epochs=30 (saved: 1)" in one_error_line(r)
     r = run("train", "--resume", out, "--preset", "d20", "--epochs", "1", "--data-dir", data_dir)
     assert r.exit_code == 0 and "already complete" in r.stdout
     r = run("train", "--preset", "huge", "--out", tmp_path / "x", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "huge" in _one_error_line(r)
+    assert r.exit_code == 2 and "huge" in one_error_line(r)
 
 
 def test_preset_d14w24_builds_resnet14_of_width_24(data_dir, tmp_path):
@@ -217,9 +200,9 @@ def test_threads_option(straight, data_dir, tmp_path):
     r = run("train", *TINY, "--threads", "1", "--out", tmp_path / "t1", "--data-dir", data_dir)
     assert r.exit_code == 0, r.output
     r = run("train", *TINY, "--threads", "0", "--out", tmp_path / "t0", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "threads must be >= 1" in _one_error_line(r)
+    assert r.exit_code == 2 and "threads must be >= 1" in one_error_line(r)
     r = run("evaluate", straight[0], "--threads", "-1", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "threads" in _one_error_line(r)
+    assert r.exit_code == 2 and "threads" in one_error_line(r)
 
 
 def test_test_every(straight, data_dir, tmp_path):
@@ -232,7 +215,7 @@ def test_test_every(straight, data_dir, tmp_path):
     assert lines[0]["test_acc"] is None and lines[1]["test_acc"] == ref[1]["test_acc"]  # the last: always
     assert f"test accuracy {ref[1]['test_acc']:.2%}" in r.stdout
     r = run("train", *TINY, "--out", tmp_path / "te0", "--data-dir", data_dir, "--test-every", "0")
-    assert r.exit_code == 2 and "test_every must be >= 1, got 0" in _one_error_line(r)
+    assert r.exit_code == 2 and "test_every must be >= 1, got 0" in one_error_line(r)
     assert not (tmp_path / "te0").exists()
 
 
@@ -248,4 +231,4 @@ def test_engine_option(straight, data_dir, tmp_path):
     r = run("evaluate", out, "--engine", "reference", "--data-dir", data_dir, "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["accuracy"] == lines[-1]["test_acc"]
     r = run("train", *TINY, "--engine", "turbo", "--out", tmp_path / "x", "--data-dir", data_dir)
-    assert r.exit_code == 2 and "--engine" in _one_error_line(r)
+    assert r.exit_code == 2 and "--engine" in one_error_line(r)

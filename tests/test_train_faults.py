@@ -10,10 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from eca_ref import fileio
-from eca_ref.cli import main
 from eca_ref.data import make_fake_cifar10
 from eca_ref.errors import CheckpointError, DataError
 from eca_ref.train import evaluate_run, gate_statistics
@@ -21,27 +19,12 @@ from eca_ref.train.checkpoint import load_checkpoint
 from eca_ref.train.lock import RunLock, RunLockedError
 from eca_ref.train.loop import TrainConfig, resume, train
 from eca_ref.train.rundir import RunWriteError
+from cli_helpers import one_error_line, run
 
 TINY = dict(depth=8, width=2, epochs=2, batch_size=16, seed=0)
 TINY_CLI = ["--depth", "8", "--width", "2", "--batch-size", "16", "--epochs", "2", "--seed", "0"]
 
 
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_error_line(r):
-    lines = [s for s in r.stderr.splitlines() if s.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
-    assert "Traceback" not in r.output
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    make_fake_cifar10(root, n_train=40, n_test=20, seed=0, formats=("binary",))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +95,13 @@ def test_recorded_data_gone(mid_epoch, data_dir, other_data, tmp_path, no_env, m
     before = (run_dir / "checkpoint.json").read_bytes()
     # no copy anywhere: one line naming the recorded location
     r = run("train", "--resume", run_dir)
-    assert r.exit_code == 2 and f"trained on the data in {tmp_path / 'gone'}" in _one_error_line(r)
+    assert r.exit_code == 2 and f"trained on the data in {tmp_path / 'gone'}" in one_error_line(r)
     with pytest.raises(DataError, match="point --data-dir"):
         gate_statistics(run_dir)
     # $ECA_REF_DATA holding other data: used with a note, and refused by the fingerprints
     monkeypatch.setenv("ECA_REF_DATA", str(other_data))
     r = run("train", "--resume", run_dir)
-    assert r.exit_code == 2 and "not the data this run was trained on" in _one_error_line(r)
+    assert r.exit_code == 2 and "not the data this run was trained on" in one_error_line(r)
     with pytest.raises(CheckpointError, match="not the data this run was tested on"):
         evaluate_run(run_dir)
     assert (run_dir / "checkpoint.json").read_bytes() == before
@@ -137,7 +120,7 @@ def test_a_run_dir_in_use_is_refused(mid_epoch, data_dir, tmp_path):
     with RunLock(run_dir):
         r = run("train", "--resume", run_dir, "--data-dir", data_dir)
         assert r.exit_code == 2
-        line = _one_error_line(r)
+        line = one_error_line(r)
         assert f"{run_dir} is in use by another eca-ref run (PID {os.getpid()}" in line
         with pytest.raises(RunLockedError):
             resume(run_dir, data_dir=data_dir)
@@ -145,7 +128,7 @@ def test_a_run_dir_in_use_is_refused(mid_epoch, data_dir, tmp_path):
         assert r.exit_code == 0, r.output
         with RunLock(tmp_path / "new"):
             r = run("train", *TINY_CLI, "--out", tmp_path / "new", "--data-dir", data_dir)
-            assert r.exit_code == 2 and "in use" in _one_error_line(r)
+            assert r.exit_code == 2 and "in use" in one_error_line(r)
         r = run("evaluate", run_dir, "--data-dir", data_dir)                # readers take no lock
         assert r.exit_code == 0, r.output
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != ".lock"} == before
@@ -207,7 +190,7 @@ def test_an_edited_checkpoint_on_the_cli(mid_epoch, data_dir, tmp_path):
     before = (run_dir / "checkpoint.json").read_bytes()
     r = run("train", "--resume", run_dir, "--data-dir", data_dir)
     assert r.exit_code == 2
-    assert "batch_in_epoch 7 is outside [0, 3)" in _one_error_line(r)
+    assert "batch_in_epoch 7 is outside [0, 3)" in one_error_line(r)
     assert (run_dir / "checkpoint.json").read_bytes() == before
     shutil.copy(mid_epoch / "checkpoint.json", run_dir / "checkpoint.json")    # the untouched one resumes
     assert resume(run_dir, data_dir=data_dir).status == "finished"
@@ -269,7 +252,7 @@ def test_divergence_after_resume_suggests_what_can_be_done(data_dir, tmp_path, m
     monkeypatch.setattr(loss_mod, "softmax_cross_entropy", poisoned)
     r = run("train", "--resume", tmp_path / "d", "--data-dir", data_dir)
     assert r.exit_code == 1
-    line = _one_error_line(r)
+    line = one_error_line(r)
     assert "Try a lower --lr" not in line
     assert "start a new run with a lower --lr" in line and "--lr 0.1" in line and "another --out" in line
     assert load_checkpoint(tmp_path / "d")[1]["epoch"] == 1                 # the last good checkpoint
@@ -298,7 +281,7 @@ def test_a_fresh_run_that_cannot_write_says_which_file(data_dir, tmp_path, monke
     out = tmp_path / "r"
     r = run("train", *TINY_CLI, "--out", out, "--data-dir", data_dir)
     assert r.exit_code == 1
-    line = _one_error_line(r)
+    line = one_error_line(r)
     assert line.startswith(f"Error: cannot write {out}/{name}") and line.endswith(hint), line
     assert not list(out.glob(".*.tmp"))                                      # no temporary file left
     monkeypatch.undo()
@@ -345,7 +328,7 @@ def test_a_real_full_disk(data_dir, tiny_tmpfs, size):
     out = tiny_tmpfs(size) / "r"
     r = run("train", *TINY_CLI, "--out", out, "--data-dir", data_dir)
     assert r.exit_code == 1, r.output
-    line = _one_error_line(r)
+    line = one_error_line(r)
     assert line.startswith(f"Error: cannot write {out}/") and "No space left on device" in line, line
     if (out / "checkpoint.json").exists():                                   # what was written stays valid
         assert "--resume" in line

@@ -12,12 +12,6 @@ from eca_ref.train.loop import TrainConfig, resume, train
 TINY = dict(depth=8, width=2, epochs=2, batch_size=16, seed=0)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from eca_ref.data import make_fake_cifar10
-    root = tmp_path_factory.mktemp("cifar")
-    make_fake_cifar10(root, n_train=40, n_test=20, seed=0, formats=("binary",))
-    return root
 
 
 @pytest.fixture(scope="module")

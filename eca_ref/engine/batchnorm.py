@@ -4,24 +4,8 @@ The same function as the reference (tests/test_engine.py compares them), compute
 channel-major memory the engine's convolution hands over, and able to take the statistics of a
 whole batch whose shards run in different threads or processes (``allreduce``).
 
-.. math::
-
-    \\hat x_{nchw} = \\frac{x_{nchw} - \\mu_c}{\\sqrt{\\sigma^2_c + \\epsilon}}, \\qquad
-    \\text{out}_{nchw} = \\gamma_c \\hat x_{nchw} + \\beta_c
-
-Train mode: mu and sigma^2 are the batch statistics over (N, H, W) (sigma^2 biased, divided by
-M = N H W), and the running statistics move towards them:
-``running_mean <- (1 - momentum) running_mean + momentum mu`` and
-``running_var <- (1 - momentum) running_var + momentum sigma^2 M / (M - 1)`` (the *unbiased*
-variance, as PyTorch does). Eval mode: mu and sigma^2 are the running statistics, unchanged.
-
-Nothing is mutated: the forward pass returns the new running statistics.
-
-Backward in train mode (mu and sigma depend on x)::
-
-    dx = gamma / sqrt(var + eps) * (dout - mean(dout) - xhat * mean(dout * xhat))
-
-(means over N, H, W); in eval mode ``dx = gamma / sqrt(running_var + eps) * dout``.
+The formulas (forward, running statistics, backward) are the reference's, written out in
+:mod:`eca_ref.functional.batchnorm`.
 """
 from __future__ import annotations
 
@@ -29,8 +13,8 @@ from typing import NamedTuple
 
 from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
-from eca_ref.functional.batchnorm import RunningStats
-from eca_ref.validation import check_float_array, check_same_dtype
+from eca_ref.functional.batchnorm import RunningStats, check_bn_args
+from eca_ref.validation import check_float_array
 
 __all__ = ["BatchNormCache", "batchnorm2d_forward", "batchnorm2d_backward"]
 
@@ -43,19 +27,6 @@ class BatchNormCache(NamedTuple):
     train: bool
     allreduce: object = None  # the shards' reduce function (synchronised batch norm), or None
     shift: object = None      # (C,) with allreduce: x - mean = xc + shift (xc is centred on the shard's mean)
-
-
-def _check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, check_finite):
-    check_float_array(x, "x", ndim=4, dims="(N, C, H, W)", check_finite=check_finite)
-    C = x.shape[1]
-    for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        check_float_array(a, name, shape=(C,), dims="(C,)", check_finite=check_finite)
-        check_same_dtype(x, a, name)
-    if not 0.0 <= float(momentum) <= 1.0:
-        raise InputError(f"momentum must be in [0, 1], got {momentum}")
-    if not float(eps) > 0.0:
-        raise InputError(f"eps must be > 0, got {eps}")
 
 
 def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bool, momentum: float = 0.1,
@@ -90,7 +61,7 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         (0.0, 0.35, 1.5)
     """
     xp = get_xp()
-    _check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, check_finite)
+    check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, check_finite)
     N, C, H, W = x.shape
     M = N * H * W
     # Speed: everything runs on the channel-major view (C, N, H, W). The convolutions hand over

@@ -40,11 +40,10 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from eca_ref.engine import blas
 from eca_ref.backend import get_xp
-from eca_ref.errors import InputError
-from eca_ref.functional.conv import conv_output_size
-from eca_ref.validation import check_float_array, check_int, check_same_dtype
+from eca_ref.engine import blas
+from eca_ref.functional.conv import check_conv_args, conv_output_size
+from eca_ref.validation import check_float_array
 
 __all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward"]
 
@@ -82,26 +81,6 @@ def _blas_may_thread() -> bool:
         if value.isdigit() and int(value) > 0:
             return int(value) > 1
     return (os.cpu_count() or 1) > 1
-
-
-def _check_conv_args(x, w, b, stride, padding, check_finite):
-    check_float_array(x, "x", ndim=4, dims="(N, C, H, W)", check_finite=check_finite)
-    check_float_array(w, "w", ndim=4, dims="(F, C, kh, kw)", check_finite=check_finite)
-    check_same_dtype(x, w, "w")
-    if w.shape[1] != x.shape[1]:
-        raise InputError(f"w must have shape (F, C, kh, kw) with C = {x.shape[1]} (the channels of x), "
-                         f"got {tuple(w.shape)}")
-    if b is not None:
-        check_float_array(b, "b", shape=(w.shape[0],), dims="(F,)", check_finite=check_finite)
-        check_same_dtype(x, b, "b")
-    stride = check_int(stride, "stride", min_value=1)
-    padding = check_int(padding, "padding", min_value=0)
-    H, W = x.shape[2:]
-    kh, kw = w.shape[2:]
-    if conv_output_size(H, kh, stride, padding) < 1 or conv_output_size(W, kw, stride, padding) < 1:
-        raise InputError(f"the kernel ({kh}x{kw}) is larger than the padded input "
-                         f"({H + 2 * padding}x{W + 2 * padding}); x has shape {tuple(x.shape)}, padding {padding}")
-    return stride, padding
 
 
 class _Grid(NamedTuple):
@@ -257,7 +236,7 @@ def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_fin
         >>> out.shape, float(out[0, 0, 1, 1])
         ((1, 1, 4, 4), 45.0)
     """
-    stride, padding = _check_conv_args(x, w, b, stride, padding, check_finite)
+    stride, padding = check_conv_args(x, w, b, stride, padding, check_finite)
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
     buf, g = _padded_buffer(x, padding, padding, kh, kw)

@@ -32,7 +32,7 @@ from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
 from eca_ref.validation import check_float_array, check_same_dtype
 
-__all__ = ["BatchNormCache", "RunningStats", "batchnorm2d_forward", "batchnorm2d_backward",
+__all__ = ["check_bn_args", "BatchNormCache", "RunningStats", "batchnorm2d_forward", "batchnorm2d_backward",
            "batchnorm2d_forward_loop", "batchnorm2d_backward_loop"]
 
 
@@ -48,7 +48,7 @@ class RunningStats(NamedTuple):
     var: object   # (C,)
 
 
-def _check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, check_finite):
+def check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, check_finite):
     check_float_array(x, "x", ndim=4, dims="(N, C, H, W)", check_finite=check_finite)
     C = x.shape[1]
     for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
@@ -86,7 +86,7 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
         >>> round(float(out.mean()), 6), round(float(stats.mean[0]), 2), round(float(stats.var[0]), 4)
         (0.0, 0.35, 1.5)
     """
-    _check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, check_finite)
+    check_bn_args(x, weight, bias, running_mean, running_var, momentum, eps, check_finite)
     xp = get_xp()
     N, C, H, W = x.shape
     M = N * H * W                                               # values per channel

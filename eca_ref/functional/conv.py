@@ -28,7 +28,7 @@ from eca_ref.backend import get_xp
 from eca_ref.errors import InputError
 from eca_ref.validation import check_float_array, check_int, check_same_dtype
 
-__all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_loop",
+__all__ = ["check_conv_args", "Conv2dCache", "conv2d_forward", "conv2d_backward", "conv2d_forward_loop",
            "conv2d_backward_loop", "conv_output_size", "im2col", "col2im"]
 
 
@@ -46,7 +46,7 @@ def conv_output_size(size: int, k: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - k) // stride + 1
 
 
-def _check_conv_args(x, w, b, stride, padding, check_finite):
+def check_conv_args(x, w, b, stride, padding, check_finite):
     check_float_array(x, "x", ndim=4, dims="(N, C, H, W)", check_finite=check_finite)
     check_float_array(w, "w", ndim=4, dims="(F, C, kh, kw)", check_finite=check_finite)
     check_same_dtype(x, w, "w")
@@ -132,7 +132,7 @@ def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_fin
         >>> out.shape, float(out[0, 0, 1, 1])
         ((1, 1, 4, 4), 45.0)
     """
-    stride, padding = _check_conv_args(x, w, b, stride, padding, check_finite)
+    stride, padding = check_conv_args(x, w, b, stride, padding, check_finite)
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
     Ho = conv_output_size(H, kh, stride, padding)

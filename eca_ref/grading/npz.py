@@ -17,11 +17,19 @@ def safe_load_npz(path, max_bytes: int = MAX_NPZ) -> dict:
     """Arrays of an .npz written by the untrusted child, checked before any allocation.
 
     Every member must be an uncompressed .npy of a numeric dtype whose header
-    agrees with its size; no pickle, no object arrays. Raises ValueError otherwise.
+    agrees with its size; no pickle, no object arrays. Raises ValueError otherwise (also for a
+    file that is not a zip archive at all).
     """
     size = os.path.getsize(path)
     if size > max_bytes:
         raise ValueError(f"outputs file is {size} bytes (limit {max_bytes})")
+    try:
+        return _read(path, max_bytes)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"the outputs file is not an .npz archive ({exc})") from None
+
+
+def _read(path, max_bytes: int) -> dict:
     arrays = {}
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():

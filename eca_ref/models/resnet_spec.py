@@ -1,23 +1,7 @@
 """The tiny CIFAR ResNet's shape: its config, its blocks, its parameters and their initialisation.
 
-The forward and backward passes are in :mod:`eca_ref.models.resnet`.
-
-A tiny CIFAR ResNet (He et al., 2016, section 4.2) with a channel-attention module in every block.
-
-Architecture for depth 6n + 2 and width w (default depth 8, w = 16, about 78k parameters)::
-
-    stem:    conv3x3(3 -> w) - BN - ReLU                                       (N, w, 32, 32)
-    stage1:  n basic blocks, w channels                                        (N, w, 32, 32)
-    stage2:  n basic blocks, 2w channels, the first with stride 2             (N, 2w, 16, 16)
-    stage3:  n basic blocks, 4w channels, the first with stride 2             (N, 4w, 8, 8)
-    head:    global average pooling - linear(4w -> num_classes)                (N, num_classes)
-
-    basic block:  out = ReLU( attn(BN(conv3x3(ReLU(BN(conv3x3(x)))))) + shortcut(x) )
-
-The attention module sits where the ECA authors put it: after the block's second BN, before the
-residual addition. The shortcut is the identity, or a 1x1 conv (with the block's stride) + BN
-where the shape changes. ECA's k is chosen per block from its channels (``kernel_size(C)``)
-unless ``ResNetConfig.k`` fixes it.
+The network, drawn stage by stage: :mod:`eca_ref.models.resnet`. ECA's k is chosen per block from
+its channels (``kernel_size(C)``) unless ``ResNetConfig.k`` fixes it.
 
 Parameters and buffers are flat dicts with PyTorch-style dotted names ("stage2.block0.conv1.weight",
 "stage2.block0.bn1.running_mean", "stage1.block0.attn.w", "fc.bias"), so a checkpoint is just a
