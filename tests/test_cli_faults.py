@@ -148,6 +148,27 @@ def test_ctrl_c_while_importing_at_startup(monkeypatch, capsys):
     assert exc.value.code == 130 and capsys.readouterr().err == "Interrupted by Ctrl-C.\n"
 
 
+def test_the_entry_point_loads_no_numpy_before_it_can_catch_ctrl_c():
+    """Everything before run()'s try block (the package and cli_run) is light: NumPy loads inside it."""
+    code = "import sys, eca_ref.cli_run; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("delay", [0.03, 0.06, 0.1])
+def test_real_sigint_in_the_first_tenth_of_a_second(delay):
+    p = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "verify"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    # In the first ~15 ms Python itself is still starting (importing site) and ends in its own way;
+    # from the first line of eca-ref's code on, the entry point answers with its one line.
+    assert "eca_ref" not in err and "cli.py" not in err, err
+    if p.returncode == 130:
+        assert err.strip() == "Interrupted by Ctrl-C.", err
+
+
 def test_real_sigint_during_a_command():
     args = ["bench", "--no-step", "--no-torch", "--repeats", "1000000", "--eca-shape", "2x8x4x4"]  # minutes
     p = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], stdout=subprocess.DEVNULL,
