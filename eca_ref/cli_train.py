@@ -16,6 +16,7 @@ import click
 from click.core import ParameterSource
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -312,39 +313,52 @@ def _csv(text: str, kind=str, name: str = "") -> list:
         raise InputError(f"{name} must be a comma-separated list of {kind.__name__}s, got {text!r}") from None
 
 
+def _k_text(row) -> str:
+    """The k column of the ablation table: the swept k, and each block's kernel where Eq. 12 chose it."""
+    if row.k is None:
+        return "-"
+    return f"adaptive ({', '.join(map(str, row.kernels))})" if row.k == "adaptive" else str(row.k)
+
+
 @click.command("ablate")
 @click.option("--attention", default="none,se,eca", show_default=True, help="Comma-separated variant names.")
 @click.option("--epochs", type=int, default=_default("epochs"), show_default=True, help="Epochs per run (same for all).")
 @click.option("--seeds", type=SEED_LIST, default="0,1", show_default=True,
               help="Comma-separated seeds, each 0 <= seed < 2**32.")
+@click.option("--k", "ks", default=None,
+              help="Kernel sizes to sweep, comma-separated odd numbers and 'adaptive' (Eq. 12 per block), e.g. "
+                   "1,3,5,7,9,adaptive: each variant with a kernel trains once per k.")
 @click.option("--depth", type=int, default=_default("depth"), show_default=True)
 @click.option("--width", type=int, default=_default("width"), show_default=True)
 @click.option("--limit", type=int, default=None, help="Use only the first N train and N test images.")
 @click.option("--lr", type=float, default=_default("lr"), show_default=True)
 @click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
+@click.option("--test-every", type=int, default=1, show_default=True,
+              help="Evaluate on the test set after every N-th epoch and after the last.")
 @click.option("--data-dir", type=click.Path(), default=None, help="CIFAR-10 location.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/ablate", show_default=True,
-              help="Folder for the runs (one per variant and seed; reused when rerun).")
+              help="Folder for the runs (one per variant, k and seed; reused when rerun).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (progress goes to stderr).")
 @_cores_options
 @_malloc_option
-def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, data_dir, out, as_json, threads,
-               workers, engine, tune_malloc):
-    """Train each attention variant under the same budget; params added and test accuracy mean ± std."""
+def ablate_cmd(attention, epochs, seeds, ks, depth, width, limit, lr, batch_size, test_every, data_dir, out, as_json,
+               threads, workers, engine, tune_malloc):
+    """Train each attention variant (and kernel size) under the same budget; params added, test accuracy mean ± std."""
     _tune(tune_malloc)
     variants = _csv(attention, str, "--attention")
+    k_list = None if ks is None else [t if t == "adaptive" else _csv(t, int, "--k")[0] for t in _csv(ks, str, "--k")]
     seed_list = list(seeds)
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
     reporters = []
 
     def factory(v, s):
-        reporters.append(RichReporter(console, label=f"[{v} seed {s}]"))
+        reporters.append(RichReporter(console, label=escape(f"[{v} seed {s}]")))   # not rich markup
         return reporters[-1]
 
     t0 = time.perf_counter()
     try:
-        r = ablate(variants, seed_list, epochs=epochs, out=out, data_dir=data_dir, reporter_factory=factory,
-                   threads=threads, workers=workers, engine=engine,  # one block of cores for every run
+        r = ablate(variants, seed_list, epochs=epochs, out=out, ks=k_list, test_every=test_every, data_dir=data_dir,
+                   reporter_factory=factory, threads=threads, workers=workers, engine=engine,  # one block of cores for every run
                    depth=depth, width=width, limit=limit, lr=lr, batch_size=batch_size)
     except AblationInterrupted as exc:
         click.echo(f"Interrupted: {exc}", err=True)
@@ -361,15 +375,19 @@ def ablate_cmd(attention, epochs, seeds, depth, width, limit, lr, batch_size, da
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=1))
         return
-    t = Table(title=f"Ablation: depth {depth}, width {width}, {epochs} epochs, seeds {', '.join(map(str, seed_list))}")
+    t = Table(title=f"Ablation: depth {depth}, width {width}, {epochs} epochs"
+                    f"{f' on {limit:,} images' if limit else ''}, seeds {', '.join(map(str, seed_list))}")
     t.add_column("attention")
+    if k_list is not None:
+        t.add_column("k (each block)")
     t.add_column("parameters", justify="right")
     t.add_column("added", justify="right")
     t.add_column("test acc per seed", justify="right")
     t.add_column("mean ± std", justify="right")
     t.add_column("time", justify="right")
     for row in r.rows:
-        t.add_row(row.variant, f"{row.params_total:,}", f"{row.params_added:,}",
+        kcol = [] if k_list is None else [_k_text(row)]
+        t.add_row(row.variant, *kcol, f"{row.params_total:,}", f"{row.params_added:,}",
                   " ".join(f"{a:.2%}" if a == a else "diverged" for a in row.accs),
                   f"{row.mean:.2%} ± {row.std:.2%}" if len(row.accs) > 1 else f"{row.mean:.2%}",
                   _fmt_seconds(row.seconds))

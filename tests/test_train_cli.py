@@ -232,3 +232,29 @@ def test_engine_option(straight, data_dir, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["accuracy"] == lines[-1]["test_acc"]
     r = run("train", *TINY, "--engine", "turbo", "--out", tmp_path / "x", "--data-dir", data_dir)
     assert r.exit_code == 2 and "--engine" in one_error_line(r)
+
+
+def test_ablate_k_sweep(data_dir, tmp_path):
+    args = ["ablate", "--attention", "none,eca", "--k", "1,5,adaptive", "--seeds", "0", "--epochs", "2",
+            "--test-every", "2", "--width", "4", "--batch-size", "16", "--data-dir", data_dir, "--out", tmp_path / "k"]
+    r = run(*args, "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    # "none" has no kernel: one row; ECA once per k (3 blocks on widths 4, 8, 16; Eq. 12 gives 1, 3, 3)
+    assert [(row["variant"], row["k"]) for row in d["rows"]] == [("none", None), ("eca", 1), ("eca", 5),
+                                                                ("eca", "adaptive")]
+    assert [row["params_added"] for row in d["rows"]] == [0, 3, 15, 7]
+    assert [row["kernels"] for row in d["rows"]] == [[], [1, 1, 1], [5, 5, 5], [1, 3, 3]]
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["eca-k1-seed0", "eca-k5-seed0", "eca-seed0",
+                                                                 "none-seed0"]
+    r = run(*args)           # reused: the table, with each block's k for "adaptive"
+    assert r.exit_code == 0, r.output
+    assert "adaptive" in r.stdout and "k (each" in r.stdout and "[eca k=5 seed 0] resuming" in r.stdout
+    for bad, msg in [("2", "k must be odd"), ("3,x", "--k must be a comma-separated list of ints"),
+                     ("3,3", "must not repeat")]:
+        r = run("ablate", "--attention", "eca", "--k", bad, "--seeds", "0", "--data-dir", data_dir,
+                "--out", tmp_path / "bad")
+        assert r.exit_code == 2 and msg in one_error_line(r), r.output
+    r = run("ablate", "--attention", "none,se", "--k", "3", "--seeds", "0", "--data-dir", data_dir,
+            "--out", tmp_path / "bad")
+    assert r.exit_code == 2 and "k applies only to the variants with a kernel" in one_error_line(r)
