@@ -172,9 +172,14 @@ def kernel_size(C, gamma=2, b=1):
 
 
 # =========================================================== check yourself
-# Run ``python eca_assignment.py``. This compares each backward with central
-# differences of YOUR forward (it cannot tell you whether the forward itself
-# is right: compare a few values by hand, e.g. with the band matrix).
+# Run ``python eca_assignment.py`` (in Jupyter: run the last cell). Each
+# backward is compared with central differences of YOUR forward; the forwards
+# are checked for their types and shapes, on known answers (a shift kernel,
+# large |z|), and against each other (1D conv vs band matrix). Every line
+# should end in "ok". A check that never ends points at an endless loop.
+import contextlib  # noqa: E402 (the self-check's own imports)
+import io  # noqa: E402
+
 
 def _numerical_gradient(f, x, dout, h=1e-5):
     """d sum(f(x) * dout) / dx by central differences, one entry at a time."""
@@ -195,44 +200,94 @@ def _error(a, b):
     return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a)) + np.max(np.abs(b))))
 
 
+def _out(result, shape, what):
+    """The array a function returned, after checking it is a float64 array of the given shape."""
+    if what.endswith("_forward"):
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise TypeError(f"{what} must return (out, cache), got {type(result).__name__}")
+        result = result[0]
+    if not isinstance(result, np.ndarray) or result.dtype != np.float64:
+        raise TypeError(f"{what} must return a float64 NumPy array, got {type(result).__name__}")
+    if result.shape != tuple(shape):
+        raise TypeError(f"{what} returned shape {result.shape}, expected {tuple(shape)}")
+    return result
+
+
 def _self_check():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 5, 3, 3))
+    # channel means of size ~1 (a constant per channel on top of the noise), so GAP matters
+    x = rng.standard_normal((2, 5, 3, 3)) + rng.standard_normal((2, 5, 1, 1))
+    # SE's hidden units: w1 makes some ReLU units on and some off (none near 0), so a backward
+    # without the path through GAP -> f -> sigmoid is caught (with every unit off it would not be)
+    w1 = rng.standard_normal((3, 5))
+    w2 = rng.standard_normal((5, 3))
     z = rng.standard_normal((2, 5))
-    w = rng.standard_normal(3)
-    w1, w2 = rng.standard_normal((2, 5)), rng.standard_normal((5, 2))
+    w = np.array([0.5, -1.0, 2.0])  # not symmetric: a flipped kernel changes the output
     dout = rng.standard_normal(x.shape)
+    N, C = x.shape[:2]
+
+    def fwd(f, *args):
+        return _out(f(*args), (N, C) if f is gap_forward else args[0].shape, f.__name__)
+
+    def shift_known():  # w = [1, 0, 0] gives z[n, i] = y[n, i - 1] (and 0 at i = 0): a cross-correlation
+        y = x.mean(axis=(2, 3))
+        z_known = np.concatenate([np.zeros((N, 1)), y[:, :-1]], axis=1)
+        return fwd(eca_forward, x, np.array([1.0, 0.0, 0.0])), x / (1 + np.exp(-z_known))[:, :, None, None]
+
     checks = [
-        ("gap", lambda: (gap_backward(z, gap_forward(x)[1]),
-                         _numerical_gradient(lambda a: gap_forward(a)[0], x.copy(), z))),
-        ("sigmoid", lambda: (sigmoid_backward(z, sigmoid_forward(z)[1]),
-                             _numerical_gradient(lambda a: sigmoid_forward(a)[0], z.copy(), z))),
+        ("gap", lambda: (_out(gap_backward(z, gap_forward(x)[1]), x.shape, "gap_backward"),
+                         _numerical_gradient(lambda a: fwd(gap_forward, a), x.copy(), z))),
+        ("sigmoid", lambda: (_out(sigmoid_backward(z, sigmoid_forward(z)[1]), z.shape, "sigmoid_backward"),
+                             _numerical_gradient(lambda a: fwd(sigmoid_forward, a), z.copy(), z))),
+        ("sigmoid big", lambda: (fwd(sigmoid_forward, np.array([-800.0, 0.0, 800.0])), np.array([0.0, 0.5, 1.0]))),
         ("eca dx", lambda: (eca_backward(dout, eca_forward(x, w)[1])[0],
-                            _numerical_gradient(lambda a: eca_forward(a, w)[0], x.copy(), dout))),
+                            _numerical_gradient(lambda a: fwd(eca_forward, a, w), x.copy(), dout))),
         ("eca dw", lambda: (eca_backward(dout, eca_forward(x, w)[1])[1],
-                            _numerical_gradient(lambda a: eca_forward(x, a)[0], w.copy(), dout))),
-        ("eca vs band", lambda: (eca_forward(x, w)[0], eca_band_forward(x, w)[0])),
+                            _numerical_gradient(lambda a: fwd(eca_forward, x, a), w.copy(), dout))),
+        ("eca shift", shift_known),
+        ("eca vs band", lambda: (fwd(eca_forward, x, w), fwd(eca_band_forward, x, w))),
         ("se dx", lambda: (se_backward(dout, se_forward(x, w1, w2)[1])[0],
-                           _numerical_gradient(lambda a: se_forward(a, w1, w2)[0], x.copy(), dout))),
+                           _numerical_gradient(lambda a: fwd(se_forward, a, w1, w2), x.copy(), dout))),
         ("se dw1", lambda: (se_backward(dout, se_forward(x, w1, w2)[1])[1],
-                            _numerical_gradient(lambda a: se_forward(x, a, w2)[0], w1.copy(), dout))),
+                            _numerical_gradient(lambda a: fwd(se_forward, x, a, w2), w1.copy(), dout))),
         ("se dw2", lambda: (se_backward(dout, se_forward(x, w1, w2)[1])[2],
-                            _numerical_gradient(lambda a: se_forward(x, w1, a)[0], w2.copy(), dout))),
+                            _numerical_gradient(lambda a: fwd(se_forward, x, w1, a), w2.copy(), dout))),
     ]
+    bad = 0
     for name, run in checks:
+        print(f"{name:12s} ", end="", flush=True)  # a check that never finishes stays visible
+        printed = io.StringIO()
         try:
-            analytic, numerical = run()
-            err = _error(np.asarray(analytic), np.asarray(numerical))
-            print(f"{name:12s} error {err:.1e}  {'ok' if err < 1e-6 else 'WRONG'}")
+            with contextlib.redirect_stdout(printed):
+                analytic, numerical = run()
+            analytic, numerical = np.asarray(analytic), np.asarray(numerical)
+            if analytic.shape != numerical.shape:
+                verdict = f"shape {analytic.shape}, expected {numerical.shape}  WRONG"
+            else:
+                err = _error(analytic, numerical)  # "diff": against a known answer
+                label = "diff " if name in ("sigmoid big", "eca shift") else "error"
+                verdict = f"{label} {err:.1e}  {'ok' if err < 1e-6 else 'WRONG'}"
         except NotImplementedError:
-            print(f"{name:12s} not implemented yet")
+            verdict = "not implemented yet"
         except Exception as exc:  # show the problem, go on with the next check
-            print(f"{name:12s} {type(exc).__name__}: {exc}")
+            verdict = f"{type(exc).__name__}: {exc}  WRONG"
+        if len(printed.getvalue()) > 10_000:
+            verdict += f"  (and it printed {len(printed.getvalue()):,} characters: remove debugging prints)"
+        bad += not verdict.endswith("ok")
+        print(verdict)
+    print("kernel_size  ", end="", flush=True)
     try:
         got = [kernel_size(C) for C in (4, 8, 64, 128, 512, 2048)]
-        print(f"kernel_size  {got} (expected [1, 3, 3, 5, 5, 7])")
+        ok = got == [1, 3, 3, 5, 5, 7]
+        print(f"{got} (expected [1, 3, 3, 5, 5, 7])  {'ok' if ok else 'WRONG'}")
     except NotImplementedError:
-        print("kernel_size  not implemented yet")
+        print("not implemented yet")
+        ok = False
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}  WRONG")
+        ok = False
+    bad += not ok
+    print("all checks ok" if bad == 0 else f"{bad} check(s) not ok yet")
 
 
 if __name__ == "__main__":
