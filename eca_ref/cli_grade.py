@@ -25,14 +25,20 @@ def assignment():
 @assignment.command("init")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite eca_assignment.py / README.md if they exist.")
-def assignment_init(directory, force):
-    """Write the starter (eca_assignment.py, README.md) into DIRECTORY."""
+@click.option("--notebook", is_flag=True,
+              help="Write eca_assignment.ipynb (Jupyter; needs the [notebook] extra) instead of the .py.")
+def assignment_init(directory, force, notebook):
+    """Write the starter (eca_assignment.py or .ipynb, README.md) into DIRECTORY."""
     from eca_ref.grading import STARTER_VERSION, init_assignment
 
-    for path in init_assignment(directory, force=force):
+    for path in init_assignment(directory, force=force, notebook=notebook):
         click.echo(f"wrote {path}")
-    click.echo(f"starter version {STARTER_VERSION}: students implement eca_assignment.py and check it with "
-               f"`python eca_assignment.py`")
+    if notebook:
+        click.echo(f"starter version {STARTER_VERSION}: students implement eca_assignment.ipynb and check it "
+                   f"by running its last cell")
+    else:
+        click.echo(f"starter version {STARTER_VERSION}: students implement eca_assignment.py and check it with "
+                   f"`python eca_assignment.py`")
 
 
 @assignment.command("rubric")
@@ -78,7 +84,7 @@ def assignment_rubric(points_file, as_json):
 @click.option("-v", "--verbose", is_flag=True, help="Print every case of every test and the submission's output.")
 def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_timeout, memory_mb, points_file,
           verbose):
-    """Grade SUBMISSION.py, or every .py in a folder, against the reference.
+    """Grade SUBMISSION (.py or .ipynb), or every .py/.ipynb in a folder, against the reference.
 
     The submission runs in a separate process with time and memory limits; the
     report lists each test with its points and the measured error or the first

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from eca_ref.errors import InputError
 from eca_ref.grading import checks, runner
+from eca_ref.grading.notebook import SUBMISSION_SUFFIXES, submission_source
 from eca_ref.grading.rubric import DEFAULT_RUBRIC, build_job
 from eca_ref.grading.starter import STARTER_VERSION
 
@@ -149,7 +150,7 @@ def grade_submission(path, **kwargs) -> GradeResult:
         size = path.stat().st_size
         if size > MAX_SOURCE:
             raise InputError(f"submission {path} is {size:,} bytes; the limit is {MAX_SOURCE:,}")
-        source = path.read_bytes()
+        source = submission_source(path, path.read_bytes())  # a notebook's code cells
     except OSError as exc:
         raise InputError(f"cannot read submission {path}: {exc.strerror or exc}") from None
     return grade_source(source, path.name, **kwargs)
@@ -160,7 +161,7 @@ def find_submissions(folder) -> list:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix == ".py" and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix in SUBMISSION_SUFFIXES and p.is_file())
     if not files:
         raise InputError(f"no .py files to grade in {folder}")
     return files
