@@ -22,7 +22,7 @@ from eca_ref.cli import main
 from eca_ref.cli_grade import COMMANDS
 from eca_ref.grading import (DEFAULT_RUBRIC, STARTER_VERSION, grade_source, grade_submission, gradescope_dict,
                              init_assignment, starter_source)
-from eca_ref.grading import checks, runner
+from eca_ref.grading import checks, runner, sandbox
 from eca_ref.grading.runner import OutputTail, safe_load_npz
 
 for _cmd in COMMANDS:
@@ -186,7 +186,9 @@ def test_missing_gap_path_is_named(folder_run):
     for name in ("eca_backward", "se_backward"):
         out = _test(res, name)["output"]
         assert "only the path through the rescale (dout * gate)" in out and "dx = dx_rescale + dx_pool" in out
-    assert _test(res, "eca_backward")["score"] == 0
+    # partial credit: dx is wrong, dw is right, and the student sees it
+    assert _test(res, "eca_backward")["score"] == 7.5 and "dw right" in _test(res, "eca_backward")["output"]
+    assert _test(res, "se_backward")["score"] == 6.67 and "dw1 and dw2 right" in _test(res, "se_backward")["output"]
 
 
 def test_flipped_kernel_is_named(folder_run):
@@ -273,8 +275,9 @@ def test_hostile_submission_cannot_cheat(tmp_path, monkeypatch):
     pid = int(out.split("background writer pid ")[1].split()[0])
     time.sleep(1.8)
     assert json.loads((tmp_path / "results.json").read_text()) == res
-    stat = Path(f"/proc/{pid}/stat")
-    assert not stat.exists() or stat.read_text().split(")")[1].split()[0] in ("Z", "X")
+    if not sandbox.detect().pid_namespace:  # in a PID namespace the pid means nothing out here (see
+        stat = Path(f"/proc/{pid}/stat")     # test_grading_hostile.py for the check that holds everywhere)
+        assert not stat.exists() or stat.read_text().split(")")[1].split()[0] in ("Z", "X")
 
 
 def test_answers_are_computed_only_after_the_child_is_gone(monkeypatch):

@@ -29,6 +29,11 @@ class CaseResult:
     passed: bool
     error: float | None      # the measured error (None when there is nothing to measure)
     message: str             # "" when passed
+    credit: float | None = None  # share of the case earned (independent parts: dx and dw); default 1 or 0
+
+    def __post_init__(self):
+        if self.credit is None:
+            self.credit = 1.0 if self.passed else 0.0
 
 
 def value_error(got, ref) -> float:
@@ -134,6 +139,10 @@ def diagnose_backward(family, arrays, dout, name, got, ref) -> str:
                         "through GAP -> f -> sigmoid; add that path: dx = dx_rescale + dx_pool")
             if _close(got, ref - rescale):
                 return "dx has only the path through GAP; add the direct path of the rescale, dout * gate"
+            hw = arrays["x"].shape[2] * arrays["x"].shape[3]
+            if hw > 1 and _close(got, rescale + hw * (ref - rescale)):
+                return ("the path through GAP is H*W times too large: that is what a gap_backward without the "
+                        "1/(H*W) gives; fix gap_backward first")
         if family == "eca" and name == "dw" and got.size > 1 and _close(got, ref[::-1]):
             return "dw is reversed: the kernel is flipped (convolution instead of cross-correlation)"
     except Exception:
@@ -188,7 +197,7 @@ def check_entry(kind, meta, run, inputs) -> list:
         arrays = {a: inputs[f"{key}.{a}"] for a in m["args"]}
         dout = inputs.get(f"{key}.dout")
         if kind == "gradcheck":
-            results.append(_gradcheck_case(spec, key, label, out))
+            results.append(_gradcheck_case(family, spec, key, label, out, arrays, dout, m["pert"]))
             continue
         ref_out, ref_grads = reference(family, arrays, dout if kind == "backward" else None)
         if kind == "forward":
@@ -205,46 +214,101 @@ def check_entry(kind, meta, run, inputs) -> list:
             why = diagnose_forward(family, arrays, got) if got is not None and got.shape == ref_out.shape else ""
             results.append(CaseResult(label, False, err, problem + (f"; {why}" if why else "")))
             continue
-        # backward: every gradient vs the reference
-        worst, failure = 0.0, ""
-        for i, name in enumerate(spec["grads"]):
-            got = out.get(f"{key}.g{i}")
-            problem = _problem(got, ref_grads[i].shape, name)
-            if problem is None:
-                err = value_error(got, ref_grads[i])
-                worst = max(worst, err)
-                if err <= FWD_TOL:
-                    continue
-                problem = f"{name} differs from the reference: max err {err:.2e}"
-                why = diagnose_backward(family, arrays, dout, name, got, ref_grads[i])
-                if why:
-                    problem += f"; {why}"
-            fwd_out = out.get(f"{key}.out")
-            if fwd_out is not None and not _close(fwd_out, ref_out):
-                problem += f" (your {spec['fwd']} is wrong for this case too: fix it first)"
-            failure = problem
-            break
-        results.append(CaseResult(label, not failure, worst if not failure else None, failure))
+        results.append(_backward_case(family, spec, key, label, out, arrays, dout, ref_out, ref_grads))
     return results
 
 
-def _gradcheck_case(spec, key, label, out) -> CaseResult:
-    worst = 0.0
+def _backward_case(family, spec, key, label, out, arrays, dout, ref_out, ref_grads) -> CaseResult:
+    """Every gradient vs the reference; each right gradient earns its share of the case."""
+    worst, problems, right = 0.0, [], []
     for i, name in enumerate(spec["grads"]):
-        ana, num = out.get(f"{key}.g{i}"), out.get(f"{key}.num{i}")
-        if ana is None or num is None:
-            return CaseResult(label, False, None, f"{name} is missing")
+        got = out.get(f"{key}.g{i}")
+        problem = _problem(got, ref_grads[i].shape, name)
+        if problem is None:
+            err = value_error(got, ref_grads[i])
+            worst = max(worst, err)
+            if err <= FWD_TOL:
+                right.append(name)
+                continue
+            problem = f"{name} differs from the reference: max err {err:.2e}"
+            why = diagnose_backward(family, arrays, dout, name, got, ref_grads[i])
+            if why:
+                problem += f"; {why}"
+        problems.append(problem)
+    if not problems:
+        return CaseResult(label, True, worst, "")
+    message = "; ".join(problems)
+    if right:
+        message += f"; {' and '.join(right)} right"
+    fwd_out = out.get(f"{key}.out")
+    if fwd_out is not None and not _close(fwd_out, ref_out):
+        message += f" (your {spec['fwd']} is wrong for this case too: fix it first)"
+    return CaseResult(label, False, None, message, len(right) / len(spec["grads"]))
+
+
+def _forward_variants(family, arrays):
+    """Forwards whose finite differences are of a real ECA: the reference's, then named honest variants."""
+    yield "reference", lambda a: reference(family, a)[0]
+    if family == "eca":
+        yield "flipped kernel", lambda a: reference("eca", {"x": a["x"], "w": a["w"][::-1].copy()})[0]
+        yield "circular padding", lambda a: sol.eca_forward_circular(a["x"], a["w"])
+
+
+def _perturbed(arrays, names, i, j, delta) -> dict:
+    a = {k: v.copy() for k, v in arrays.items()}
+    a[names[i]].reshape(-1)[j] += delta
+    return a
+
+
+def _forward_right(family, spec, arrays, base, outs, pert) -> bool:
+    """The submission's forward outputs at the base and every perturbed input are one right forward's."""
+    for _, fwd in _forward_variants(family, arrays):
+        if not _close(base, fwd(arrays)):
+            continue
+        if all(_close(o, fwd(_perturbed(arrays, spec["args"], i, j, d))) for o, (i, j, d) in zip(outs, pert)):
+            return True
+    return False
+
+
+def _gradcheck_case(family, spec, key, label, out, arrays, dout, pert) -> CaseResult:
+    """The student's backward vs central differences the grader takes of the student's forward outputs."""
+    base, outs = out.get(f"{key}.out"), out.get(f"{key}.p")
+    fwd = spec["fwd"]
+    if base is None or outs is None or outs.shape != (len(pert),) + dout.shape or base.shape != dout.shape:
+        return CaseResult(label, False, None, f"the outputs of {fwd} at the perturbed inputs are missing")
+    if not (np.all(np.isfinite(base)) and np.all(np.isfinite(outs))):
+        return CaseResult(label, False, None, f"{fwd} returned NaN/inf near this input")
+    if not _forward_right(family, spec, arrays, base, outs, pert):
+        return CaseResult(label, False, None, f"your {fwd} is wrong for this case: gradient-check points count "
+                                              f"only where the forward pass is right (fix {fwd} first)")
+    sums = (outs * dout).reshape(len(pert), -1).sum(axis=1)
+    worst, problems, right = 0.0, [], []
+    for i, name in enumerate(spec["grads"]):
+        rows = [k for k, (a, _, _) in enumerate(pert) if a == i]
+        plus, minus = sums[rows[0::2]], sums[rows[1::2]]
+        h = abs(pert[rows[0]][2])
+        num = ((plus - minus) / (2 * h)).reshape(arrays[spec["args"][i]].shape)
+        ana = out.get(f"{key}.g{i}")
+        if ana is None:
+            problems.append(f"{name} is missing")
+            continue
         if ana.shape != num.shape:
-            return CaseResult(label, False, None, f"{name} has shape {ana.shape}, expected {num.shape} "
-                                                  f"(the shape of {spec['args'][i]})")
-        if not (np.all(np.isfinite(ana)) and np.all(np.isfinite(num))):
-            return CaseResult(label, False, None, f"{name} or the numerical gradient contains NaN/inf")
+            problems.append(f"{name} has shape {ana.shape}, expected {num.shape} (the shape of {spec['args'][i]})")
+            continue
+        if not np.all(np.isfinite(ana)):
+            problems.append(f"{name} contains NaN/inf")
+            continue
         if float(np.max(np.abs(num))) < 1e-10:
-            return CaseResult(label, False, None, f"your {spec['fwd']} does not change when "
-                                                  f"{spec['args'][i]} changes: there is nothing to check")
+            problems.append(f"your {fwd} does not change when {spec['args'][i]} changes: there is nothing to check")
+            continue
         err = grad_error(num, ana)
         worst = max(worst, err)
         if err > GRADCHECK_TOL:
-            return CaseResult(label, False, err, f"{spec['bwd']}: {name} disagrees with central differences "
-                                                 f"of your {spec['fwd']}: error {err:.1e}")
-    return CaseResult(label, True, worst, "")
+            problems.append(f"{spec['bwd']}: {name} disagrees with central differences of your {fwd}: "
+                            f"error {err:.1e}")
+        else:
+            right.append(name)
+    if not problems:
+        return CaseResult(label, True, worst, "")
+    message = "; ".join(problems) + (f"; {' and '.join(right)} right" if right else "")
+    return CaseResult(label, False, None, message, len(right) / len(spec["grads"]))

@@ -74,7 +74,7 @@ def _fmt_err(e: float | None) -> str:
 def _test_result(entry, cases) -> TestResult:
     passed = sum(c.passed for c in cases)
     total = len(cases)
-    score = round(entry.points * passed / total, 2) if total else 0.0
+    score = round(entry.points * sum(c.credit for c in cases) / total, 2) if total else 0.0
     if score == int(score):
         score = int(score)
     lines = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from io import BytesIO
 
@@ -18,13 +19,28 @@ def safe_load_npz(path, max_bytes: int = MAX_NPZ) -> dict:
 
     Every member must be an uncompressed .npy of a numeric dtype whose header
     agrees with its size; no pickle, no object arrays. Raises ValueError otherwise (also for a
-    file that is not a zip archive at all).
+    file that is not a zip archive at all, and for a link, FIFO or device in its place: the
+    child writes that folder, so the path is opened without following links, without blocking,
+    and read whole into memory before it is parsed).
     """
-    size = os.path.getsize(path)
-    if size > max_bytes:
-        raise ValueError(f"outputs file is {size} bytes (limit {max_bytes})")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return _read(path, max_bytes)
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"the outputs file cannot be opened ({exc.strerror}): a link or special file?") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("the outputs file is not a regular file")
+        if st.st_size > max_bytes:
+            raise ValueError(f"outputs file is {st.st_size} bytes (limit {max_bytes})")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"outputs file is over {max_bytes} bytes")
+    try:
+        return _read(BytesIO(data), max_bytes)
     except zipfile.BadZipFile as exc:
         raise ValueError(f"the outputs file is not an .npz archive ({exc})") from None
 

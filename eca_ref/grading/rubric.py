@@ -12,7 +12,11 @@ Kinds of entry:
 - ``backward``: the student's forward then backward against a random upstream
   gradient; each gradient vs the reference's;
 - ``gradcheck``: the student's backward vs central differences of the student's
-  own forward (h = 1e-5, float64), whatever the reference says;
+  own forward (h = 1e-5, float64). The grader chooses the perturbed inputs, the
+  child returns its forward outputs there, and the grader takes the differences;
+  a case counts only where those forward outputs are right (the reference's, or a
+  named honest variant such as a flipped kernel), so a made-up forward with a
+  matching backward earns nothing;
 - ``int``: an integer-valued function (kernel_size) vs the reference.
 
 Points can be changed without touching the code: ``eca-ref grade --points
@@ -212,10 +216,12 @@ def build_job(rubric, seed: int, source: bytes):
                     dout = rng.standard_normal(_out_shape(fam, arrays))
                     inputs[f"{key}.dout"] = dout
                     call.update(bwd=spec["bwd"], dout=f"{key}.dout", ngrads=len(spec["grads"]))
-                if entry.kind == "gradcheck":
-                    call.update(h=H_STEP, wrt=list(range(len(spec["args"]))))
+                if entry.kind == "gradcheck":  # the parent's perturbations: (argument, flat index, +-h)
+                    call["pert"] = [[i, j, sign * H_STEP] for i, a in enumerate(spec["args"])
+                                    for j in range(arrays[a].size) for sign in (1.0, -1.0)]
                 calls.append(call)
-                meta.append({"key": key, "family": fam, "label": _label(fam, case), "args": list(arrays)})
+                meta.append({"key": key, "family": fam, "label": _label(fam, case), "args": list(arrays),
+                             "pert": call.get("pert", [])})
         entries.append({"name": entry.name, "calls": calls})
         cases.append(meta)
     return entries, inputs, cases

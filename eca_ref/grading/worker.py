@@ -1,8 +1,10 @@
 """The child process of ``eca-ref grade``: runs one untrusted submission, nothing else.
 
-The grader starts this file by path, as ``python -I -S worker.py WORKDIR CMD_FD RESP_FD SITE``,
-in a fresh temporary working directory, with a minimal environment and resource
-limits (see :mod:`eca_ref.grading.runner`). It uses only the standard library
+The grader starts this file by path, as ``python -I -S worker.py JOBDIR WORKDIR SITE CMD_FD RESP_FD``,
+in a fresh private working directory, with a minimal environment and resource
+limits, inside the sandbox (see :mod:`eca_ref.grading.sandbox`). JOBDIR (read-only
+where the platform allows) holds job.json and inputs.npz; the submission and its
+outputs are in WORKDIR. It uses only the standard library
 and NumPy (found through SITE, a folder that holds NumPy alone): it never
 imports eca_ref, and the reference answers never exist in this process.
 
@@ -12,18 +14,26 @@ Protocol (one JSON object per line on RESP_FD; commands on CMD_FD):
     -> {"ev": "imported", "ok": bool, "error": str}  the submission was imported
     <- "run I"                                       run rubric entry I of job.json
     -> {"ev": "done", "entry": I, "errors": {key: str}, "seconds": float}
-       (its outputs in WORKDIR/out_I.npz, plain arrays only)
+       (its outputs in WORKDIR/out_I.npz, plain arrays only; for a gradient check also the
+       forward outputs at the perturbed inputs the parent listed, '<key>.p')
     <- "quit"
 
 The parent compares the outputs with its own answers after this process is
-gone; what this process reports is only ever the submission's own outputs.
+gone, and takes the numerical gradients itself; this process is as untrusted as
+the submission (which can patch it), and only ever reports the submission's outputs.
 """
+import importlib.util
 import json
 import numbers
 import os
 import sys
 import time
 import traceback
+
+if __name__ == "__main__":  # NumPy comes from SITE, a folder that holds NumPy alone
+    sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE
+    sys.path.insert(0, sys.argv[3])
+import numpy as np  # noqa: E402 (after the path is set)
 
 MAX_ARRAY = 1_000_000  # elements; outputs of the graded shapes are a few hundred
 
@@ -132,40 +142,29 @@ def _run_call(np, mod, call, inputs, out):
         out[f"{key}.g{i}"] = g
     if kind != "gradcheck":
         return
-    h = float(call["h"])
-    for i in call["wrt"]:  # central differences of sum(f(x) * dout), one entry at a time
-        base = args()
-        num = np.zeros(base[i].shape, dtype=np.float64)
-        flat = num.reshape(-1)
-        for j in range(flat.size):
-            vals = []
-            for sign in (1.0, -1.0):
-                a = args()
-                a[i].reshape(-1)[j] += sign * h
-                o = _as_array(np, _pair(fwd(*a), call["fn"])[0], f"out of {call['fn']}")
-                if o.shape != dout.shape:
-                    raise _Fail(f"{call['fn']} returned shape {o.shape}, expected {dout.shape}")
-                vals.append(float(np.sum(o * dout)))
-            flat[j] = (vals[0] - vals[1]) / (2 * h)
-        out[f"{key}.num{i}"] = num
+    # forward outputs at the inputs the parent chose (one entry moved by +-h at a time); the parent
+    # checks them and takes the differences itself: nothing here decides a score
+    outs = []
+    for i, j, delta in call["pert"]:
+        a = args()
+        a[i].reshape(-1)[j] += delta
+        o = _as_array(np, _pair(fwd(*a), call["fn"])[0], f"out of {call['fn']}")
+        if o.shape != dout.shape:
+            raise _Fail(f"{call['fn']} returned shape {o.shape}, expected {dout.shape}")
+        outs.append(o)
+    out[f"{key}.p"] = np.stack(outs) if outs else np.zeros((0,) + dout.shape)
 
 
 def main(argv):
-    workdir, cmd_fd, resp_fd, site = argv[1], int(argv[2]), int(argv[3]), argv[4]
-    sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE
-    sys.path.insert(0, site)
-    import numpy as np  # noqa: PLC0415 (after the path is set)
+    jobdir, workdir, cmd_fd, resp_fd = argv[1], argv[2], int(argv[4]), int(argv[5])
 
-    with open(os.path.join(workdir, "job.json"), encoding="utf-8") as f:
+    with open(os.path.join(jobdir, "job.json"), encoding="utf-8") as f:
         job = json.load(f)
-    with np.load(os.path.join(workdir, "inputs.npz"), allow_pickle=False) as z:
+    with np.load(os.path.join(jobdir, "inputs.npz"), allow_pickle=False) as z:
         inputs = {k: z[k] for k in z.files}
     savez = np.savez
     sub_path = os.path.join(workdir, "submission.py")
     _send(resp_fd, {"ev": "ready"})
-
-    import importlib.util
-
     try:
         spec = importlib.util.spec_from_file_location("submission", sub_path)
         mod = importlib.util.module_from_spec(spec)
