@@ -64,7 +64,7 @@ def assignment_rubric(points_file, as_json):
 
 
 @click.command("grade")
-@click.argument("submission", type=click.Path(path_type=Path))
+@click.argument("submission", type=click.Path(path_type=Path), required=False)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write Gradescope's results.json here (one submission).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -82,8 +82,12 @@ def assignment_rubric(points_file, as_json):
 @click.option("--points", "points_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON {entry name: points} to change the points (see `eca-ref assignment rubric --json`).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every case of every test and the submission's output.")
+@click.option("--sandbox", "sandbox_level", type=click.Choice(["auto", "namespaces", "userns", "none"]),
+              default=None, help="Sandbox level (default auto, or $ECA_GRADE_SANDBOX); a level this platform "
+                                 "lacks is an error.")
+@click.option("--sandbox-info", is_flag=True, help="Print which protections are in force here, then exit.")
 def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_timeout, memory_mb, points_file,
-          verbose):
+          verbose, sandbox_level, sandbox_info):
     """Grade SUBMISSION (.py or .ipynb), or every .py/.ipynb in a folder, against the reference.
 
     The submission runs in a separate process with time and memory limits; the
@@ -95,8 +99,18 @@ def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_time
         write_json
     from eca_ref.grading.report import folder_table, result_table
 
+    from eca_ref.grading.grade import check_outputs, find_submissions
+    from eca_ref.grading.sandbox import detect
+
+    if sandbox_info:
+        for line in detect(sandbox_level).lines():
+            click.echo(line)
+        return
+    if submission is None:
+        raise InputError("missing SUBMISSION (a .py file or a folder); or use --sandbox-info")
     rubric = rubric_with_points(load_points(points_file) if points_file else None)
-    opts = dict(rubric=rubric, seed=seed, timeout=timeout, total_timeout=total_timeout, memory_mb=memory_mb)
+    opts = dict(rubric=rubric, seed=seed, timeout=timeout, total_timeout=total_timeout, memory_mb=memory_mb,
+                sandbox_level=sandbox_level)
     console = _console()
     if not submission.exists():
         raise InputError(f"submission not found: {submission}")
@@ -104,6 +118,7 @@ def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_time
         if json_path is not None:
             raise InputError("--json is for one submission; for a folder use --csv and --report-dir")
         csv_path = csv_path or submission / "grades.csv"
+        check_outputs([csv_path], find_submissions(submission) + [points_file])
         if not csv_path.parent.is_dir():
             raise InputError(f"folder of --csv does not exist: {csv_path.parent}")
         if report_dir is not None:
@@ -113,17 +128,22 @@ def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_time
             console.print(f"[{i + 1}/{n}] grading {path.name}", highlight=False, markup=False)
 
         results = grade_folder(submission, progress=progress, **opts)
+        written = 0
         for r in results:
-            if report_dir is not None and r.tests:
-                write_json(r, report_dir / (Path(r.submission).stem + ".json"))
+            if report_dir is not None:
+                target = report_dir / (Path(r.submission).stem + ".json")
+                check_outputs([target], [submission / r.submission, points_file])
+                write_json(r, target)
+                written += 1
         write_csv(results, csv_path, rubric)
         console.print(folder_table(results))
-        click.echo(f"wrote {csv_path}" + (f" and {len(results)} reports in {report_dir}" if report_dir else ""))
+        click.echo(f"wrote {csv_path}" + (f" and {written} reports in {report_dir}" if report_dir else ""))
         return
     if csv_path is not None or report_dir is not None:
         raise InputError("--csv and --report-dir are for a folder of submissions; for one file use --json")
     if json_path is not None and not (json_path.parent if str(json_path.parent) else Path(".")).is_dir():
         raise InputError(f"folder of --json does not exist: {json_path.parent}")
+    check_outputs([json_path], [submission, points_file])
     result = grade_submission(submission, **opts)
     if json_path is not None:
         write_json(result, json_path)

@@ -13,11 +13,12 @@ submission does can crash the grader: every failure becomes a line of the report
 from __future__ import annotations
 
 import ast
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eca_ref.errors import InputError
-from eca_ref.grading import checks, runner
+from eca_ref.grading import checks, runner, sandbox
 from eca_ref.grading.notebook import SUBMISSION_SUFFIXES, submission_source
 from eca_ref.grading.rubric import DEFAULT_RUBRIC, build_job
 from eca_ref.grading.starter import STARTER_VERSION
@@ -51,6 +52,34 @@ class GradeResult:
     notes: list = field(default_factory=list)
     stdout: str = ""
     stderr: str = ""
+    sandbox: dict = field(default_factory=dict)   # the protections in force (sandbox.Protections.as_dict)
+
+
+# entries an entry builds on: when both lose points, the downstream one says "fix ... first"
+UPSTREAM = {"eca_forward": ("gap_forward", "sigmoid_forward"), "eca_band_forward": ("gap_forward", "sigmoid_forward"),
+            "se_forward": ("gap_forward", "sigmoid_forward"), "eca_backward": ("gap_backward", "sigmoid_backward"),
+            "se_backward": ("gap_backward", "sigmoid_backward")}
+
+
+def _upstream_notes(tests):
+    """A downstream entry that loses points while an entry it builds on does too: say which to fix first."""
+    by_name = {t.name: t for t in tests}
+    for t in tests:
+        if t.score >= t.max_score:
+            continue
+        wrong = [u for u in UPSTREAM.get(t.name, ()) if u in by_name and by_name[u].score < by_name[u].max_score]
+        if wrong:
+            hint = (f"{' and '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong too: if your {t.name} "
+                    f"uses {'it' if len(wrong) == 1 else 'them'}, fix {' and '.join(wrong)} first")
+            t.summary = f"{t.summary} ({hint})"
+            t.output = f"{t.output}\nnote: {hint}"
+
+
+def check_seed(seed) -> int:
+    """The seed as an int, 0 <= seed < 2**32; anything else is an InputError (never a silent 0 for everyone)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        raise InputError(f"seed must be an integer with 0 <= seed < 2**32, got {seed!r}")
+    return int(seed)
 
 
 def _starter_version(source: bytes) -> str | None:
@@ -99,8 +128,14 @@ def _test_result(entry, cases) -> TestResult:
 
 def grade_source(source: bytes, name: str, *, rubric=DEFAULT_RUBRIC, seed: int = 0,
                  timeout: float = DEFAULT_TIMEOUT, total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
-                 memory_mb: int = DEFAULT_MEMORY_MB) -> GradeResult:
-    """Grade a submission given as bytes. Never raises for anything the submission does."""
+                 memory_mb: int = DEFAULT_MEMORY_MB, sandbox_level: str | None = None) -> GradeResult:
+    """Grade a submission given as bytes. Never raises for anything the submission does.
+
+    ``sandbox_level``: auto (default, or $ECA_GRADE_SANDBOX), namespaces, userns or none; bad
+    arguments (a negative seed, a level this platform lacks) are an InputError.
+    """
+    seed = check_seed(seed)
+    prot = sandbox.detect(sandbox_level)
     max_score = sum(e.points for e in rubric)
     version = _starter_version(source)
     notes = []
@@ -111,7 +146,7 @@ def grade_source(source: bytes, name: str, *, rubric=DEFAULT_RUBRIC, seed: int =
     try:
         entries, inputs, metas = build_job(rubric, seed, source)
         outcome = runner.run_submission(source, entries, inputs, timeout=timeout, total_timeout=total_timeout,
-                                        memory_mb=memory_mb)
+                                        memory_mb=memory_mb, protections=prot)
         # The child is gone: only now are the reference answers computed.
         tests = []
         for entry, meta, run in zip(rubric, metas, outcome.entries):
@@ -121,10 +156,12 @@ def grade_source(source: bytes, name: str, *, rubric=DEFAULT_RUBRIC, seed: int =
                     if c.message.startswith("MemoryError"):
                         c.message += f" (the memory limit is {memory_mb} MiB)"
             tests.append(_test_result(entry, cases))
+        _upstream_notes(tests)
     except Exception as exc:  # a bug of the grader itself: still a result, clearly labelled
         msg = f"grader error ({type(exc).__name__}: {exc}); please report it"
         tests = [TestResult(e.name, 0, e.points, 0, 0, msg, msg) for e in rubric]
-        return GradeResult(name, 0, max_score, tests, "grader-error", seed, version, notes + [msg])
+        return GradeResult(name, 0, max_score, tests, "grader-error", seed, version, notes + [msg],
+                           sandbox=prot.as_dict())
     score = round(sum(t.score for t in tests), 2)
     if score == int(score):
         score = int(score)
@@ -136,12 +173,14 @@ def grade_source(source: bytes, name: str, *, rubric=DEFAULT_RUBRIC, seed: int =
         notes.append(f"the submission printed {outcome.output_bytes:,} bytes; only the first and last "
                      f"{runner.KEEP_OUTPUT:,} of each stream are kept")
     return GradeResult(name, score, max_score, tests, status, seed, version, notes,
-                       outcome.stdout, outcome.stderr)
+                       outcome.stdout, outcome.stderr, prot.as_dict())
 
 
 def grade_submission(path, **kwargs) -> GradeResult:
     """Grade one .py file. A missing or unreadable file is an InputError (the CLI: one line, exit 2)."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"submission {path} is a dangling symbolic link (to {os.readlink(path)})")
     if not path.exists():
         raise InputError(f"submission not found: {path}")
     if not path.is_file():
@@ -161,7 +200,9 @@ def find_submissions(folder) -> list:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix in SUBMISSION_SUFFIXES and p.is_file())
+    # links count even when dangling (they get a row that says so, never a silent skip); folders do not
+    files = sorted(p for p in folder.iterdir() if p.suffix in SUBMISSION_SUFFIXES
+                   and (p.is_symlink() or not p.is_dir()))
     if not files:
         raise InputError(f"no .py files to grade in {folder}")
     return files
@@ -172,6 +213,8 @@ def grade_folder(folder, progress=None, **kwargs) -> list:
 
     ``progress(i, n, path)`` is called before each submission (for a progress bar).
     """
+    check_seed(kwargs.get("seed", 0))  # a bad argument is the teacher's error, not a zero for every student
+    sandbox.detect(kwargs.get("sandbox_level"))
     files = find_submissions(folder)
     results = []
     for i, path in enumerate(files):
@@ -184,3 +227,18 @@ def grade_folder(folder, progress=None, **kwargs) -> list:
             results.append(GradeResult(path.name, 0, sum(e.points for e in rubric), [], "unreadable",
                                        kwargs.get("seed", 0), None, [str(exc)]))
     return results
+
+
+def check_outputs(outputs, inputs):
+    """An output path never overwrites an input (a submission, a points file): InputError if one would."""
+    for out in outputs:
+        if out is None:
+            continue
+        out = Path(out)
+        for inp in inputs:
+            if inp is None:
+                continue
+            inp = Path(inp)
+            same = out.exists() and inp.exists() and os.path.samefile(out, inp)
+            if same or os.path.abspath(out) == os.path.abspath(inp):
+                raise InputError(f"refusing to write {out}: it is an input of this run ({inp})")

@@ -11,6 +11,9 @@ import io
 import json
 from pathlib import Path
 
+from rich.table import Table
+from rich.text import Text
+
 from eca_ref.errors import InputError
 from eca_ref.fileio import atomic_write_text as _atomic_write_text
 
@@ -29,6 +32,11 @@ def gradescope_dict(result) -> dict:
     """Gradescope's autograder results.json: score, max_score, output, tests[name, score, max_score, output]."""
     lines = [f"eca-ref grader: {result.submission}, seed {result.seed}, score {result.score} / {result.max_score}"]
     lines += result.notes
+    if result.sandbox:
+        sb = result.sandbox
+        lines.append(f"sandbox: {sb.get('level')}; runs as {sb.get('user')}; process tree ended by "
+                     f"{sb.get('kill_scope')}; grader files hidden: {'yes' if sb.get('grader_files_hidden') else 'no'}"
+                     f"; network: {'none' if sb.get('no_network') else 'reachable'}")
     if result.stdout.strip():
         lines += ["", "The submission's standard output:", result.stdout.rstrip()]
     if result.stderr.strip():
@@ -42,7 +50,7 @@ def gradescope_dict(result) -> dict:
                    "status": "passed" if t.score == t.max_score else "failed", "output": t.output}
                   for i, t in enumerate(result.tests)],
         "extra_data": {"grader": "eca-ref", "status": result.status, "seed": result.seed,
-                       "starter_version": result.starter_version},
+                       "starter_version": result.starter_version, "sandbox": result.sandbox},
     }
 
 
@@ -50,24 +58,32 @@ def write_json(result, path):
     atomic_write_text(path, json.dumps(gradescope_dict(result), indent=2) + "\n")
 
 
+def csv_cell(value):
+    """A cell a spreadsheet shows as text: one starting with = + - @ (or a tab / CR) gets a leading '."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def write_csv(results, path, rubric):
-    """One row per submission: file, score, max_score, status, then each rubric entry's score."""
+    """One row per submission: file, score, max_score, status, then each rubric entry's score.
+
+    Text cells are neutralised against formula injection (a file named ``=HYPERLINK(...).py``).
+    """
     names = [e.name for e in rubric]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["file", "score", "max_score", "status"] + names)
     for r in results:
         by_name = {t.name: t.score for t in r.tests}
-        w.writerow([r.submission, r.score, r.max_score, r.status] + [by_name.get(n, 0) for n in names])
+        w.writerow([csv_cell(v) for v in [r.submission, r.score, r.max_score, r.status]
+                    + [by_name.get(n, 0) for n in names]])
     atomic_write_text(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------ the terminal
 def result_table(result):
     """A rich Table: test, points, passed, the measured error or the first failure."""
-    from rich.table import Table
-    from rich.text import Text
-
     table = Table(title=Text(f"{result.submission}: {result.score} / {result.max_score} points"),
                   title_justify="left")
     table.add_column("test")
@@ -84,9 +100,6 @@ def result_table(result):
 
 
 def folder_table(results):
-    from rich.table import Table
-    from rich.text import Text
-
     table = Table(title="grades", title_justify="left")
     table.add_column("file")
     table.add_column("score", justify="right")
