@@ -14,7 +14,7 @@ from rich.table import Table
 from eca_ref.cli_types import check_ascii
 from eca_ref.errors import InputError
 from eca_ref.models.networks import NETWORKS, UNIT, get_network
-from eca_ref.tables import compare_network, compare_variants
+from eca_ref.tables import PAPER_CONVENTION, compare_network, compare_variants, paper_flops_unit
 
 
 def _int(n) -> str:
@@ -40,37 +40,78 @@ def _print_notes(notes, console):
 
 def _print_variants(rows, console):
     C = rows[0]["C"]
+    flops = "flops" in rows[0]
+    where = f"; MACs on a {C} x {rows[0]['flops']['H']} x {rows[0]['flops']['W']} map" if flops else ""
     table = Table(title=f"One attention module on C = {C} channels "
-                        f"(Top-1/Top-5: the paper's ResNet-50 on ImageNet)")
-    for col, just in (("variant", "left"), ("f(y)", "left"), ("#Param", "left"), ("params", "right"),
-                      ("Top-1", "right"), ("Top-5", "right"), ("paper setting", "left"), ("note", "left")):
+                        f"(Top-1/Top-5: the paper's ResNet-50 on ImageNet{where})")
+    cols = [("variant", "left"), ("f(y)", "left"), ("#Param", "left"), ("params", "right")]
+    if flops:
+        cols += [("f MACs", "right"), ("GAP adds", "right"), ("rescale muls", "right")]
+    for col, just in cols + [("Top-1", "right"), ("Top-5", "right"), ("paper setting", "left"), ("note", "left")]:
         table.add_column(col, justify=just)
     marks, notes = _notes(rows)
     for r, mark in zip(rows, marks):
-        table.add_row(r["label"], r["formula"], r["param_formula"], _int(r["params"]),
+        f = r.get("flops")
+        extra = [] if not flops else ["—", "—", "—"] if f is None else [_int(f["f"]), _int(f["gap"]), _int(f["scale"])]
+        table.add_row(r["label"], r["formula"], r["param_formula"], _int(r["params"]), *extra,
                       "" if r["top1"] is None else f"{r['top1']:.2f}",
                       "" if r["top5"] is None else f"{r['top5']:.2f}",
                       r["paper_setting"] or "", mark)
     console.print(table)
+    if flops:
+        console.print("f MACs: multiply-accumulates of f on y (one per weight applied; k C for a kernel sliding "
+                      "over the channels). Besides: the sigmoid (C), listed in --json.", highlight=False)
     _print_notes(notes, console)
+
+
+def _versus(value, paper, fmt) -> str:
+    if paper is None:
+        return ""
+    ok = value is not None and abs(value - paper) < 1e-9
+    return f"{paper:{fmt}} " + ("[green]match[/green]" if ok else "[red]differs[/red]")
 
 
 def _print_network(rows, console):
-    title = get_network(rows[0]["network"]).title
-    table = Table(title=f"{title}: one attention module per block (M = 2^20 = {UNIT:,} parameters)")
-    for col, just in (("variant", "left"), ("params", "right"), ("added", "right"), ("M", "right"),
-                      ("paper", "right"), ("note", "left")):
+    net = rows[0]["network"]
+    title = get_network(net).title
+    f0 = next((r["flops"] for r in rows if r.get("flops")), None)
+    unit_name, _, digits = paper_flops_unit(net)
+    caption = None
+    if f0 is not None:
+        caption = (f"MACs: multiply-accumulates for one {f0['H']} x {f0['W']} image, conv and fc layers (backbone) "
+                   f"and the modules' f (added); FLOPs = 2 MACs by the textbook convention. {unit_name}FLOPs: the "
+                   f"paper's convention, thop as of 2019 ({PAPER_CONVENTION}: conv MACs, Linear 2n-1 per output, "
+                   f"BN 4n, ReLU n, pooling, the modules' GAP) in units of {'2^30' if unit_name == 'G' else '2^20'}"
+                   f". --json: every tool's total and the element counts (docs/parameters.md, FLOPs).")
+    table = Table(title=f"{title}: one attention module per block (M = 2^20 = {UNIT:,} parameters)", caption=caption)
+    cols = [("variant", "left"), ("params", "right"), ("added", "right"), ("M", "right"), ("paper", "right")]
+    if f0 is not None:
+        cols += [("backbone MACs", "right"), ("added MACs", "right"), (f"{unit_name}FLOPs", "right"),
+                 ("paper", "right")]
+    for col, just in cols + [("note", "left")]:
         table.add_column(col, justify=just)
     marks, notes = _notes(rows)
     for r, mark in zip(rows, marks):
-        paper = ""
-        if r["paper_M"] is not None:
-            ok = r["M"] is not None and abs(r["M"] - r["paper_M"]) < 1e-9
-            paper = f"{r['paper_M']:.2f} " + ("[green]match[/green]" if ok else "[red]differs[/red]")
+        extra = []
+        if f0 is not None:
+            f = r.get("flops")
+            extra = ["—"] * 4 if f is None else [
+                _int(f["backbone_macs"]), _int(f["attention_macs"]), f"{f['paper_value']:.{digits}f}",
+                _versus(f["paper_value"], f["paper"], f".{digits}f")]
         table.add_row(r["label"], _int(r["params"]), _int(r["params_added"]),
-                      "—" if r["M"] is None else f"{r['M']:.2f}", paper, mark)
+                      "—" if r["M"] is None else f"{r['M']:.2f}", _versus(r["M"], r["paper_M"], ".2f"), *extra, mark)
     console.print(table)
     _print_notes(notes, console)
+
+
+def _size(text, default):
+    """--size HxW (or one number for a square) as (H, W)."""
+    if text is None:
+        return default
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) > 2 or not all(p.isdigit() and p.isascii() and int(p) > 0 for p in parts):
+        raise InputError(f"--size must be H x W in positive integers, e.g. 224x224 or 56, got {text!r}")
+    return int(parts[0]), int(parts[-1])
 
 
 @click.command("compare-params")
@@ -90,8 +131,14 @@ def _print_network(rows, console):
               help="With --network: kernel sizes per stage, e.g. 3,5,5,7 [default: the authors' released ones].")
 @click.option("--placement", default=None,
               help="With --network mobilenetv2: output (default, the authors') or expanded.")
+@click.option("--flops", is_flag=True,
+              help="Add multiply-accumulates: the network's (backbone and added by the attention) and the paper's "
+                   "GFLOPs convention; with -C, the module's on a --size map.")
+@click.option("--size", default=None,
+              help="With --flops: H x W of the input image with --network [default: 224x224], of the module's "
+                   "map with -C [default: 56x56, ResNet-50's first stage].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects instead of a table.")
-def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placement, as_json):
+def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placement, flops, size, as_json):
     """Parameter counts of every attention variant, per module or per network.
 
     Without --network: one module on --channels C, every variant with its f(y), its
@@ -102,15 +149,19 @@ def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placeme
     """
     check_ascii(groups, "--groups")  # numbers in ASCII digits, the rule of every integer option
     check_ascii(stage_k, "--stage-k")
+    if size is not None and not flops:
+        raise InputError("--size needs --flops")
     if network is None:
         if stage_k is not None or placement is not None:
             raise InputError("--stage-k and --placement need --network")
-        rows = compare_variants(256 if channels is None else channels, reduction=reduction, groups=groups, k=k)
+        rows = compare_variants(256 if channels is None else channels, reduction=reduction, groups=groups, k=k,
+                                hw=_size(size, (56, 56)) if flops else None)
     else:
         if channels is not None:
             raise InputError("--channels sets the one-module table; it cannot be combined with --network")
         rows = compare_network(network, reduction=reduction, groups=groups, k=k, stage_k=stage_k,
-                               placement="output" if placement is None else placement)
+                               placement="output" if placement is None else placement,
+                               hw=_size(size, (224, 224)) if flops else None)
     if as_json:
         # Only rows that apply: every object has integer params / params_added (settings that
         # cannot fit this network, e.g. G = 16 on 24 channels, are listed with a note in the table).

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from eca_ref.attention import VARIANTS, kernel_size
 from eca_ref.errors import InputError, InputTypeError
+from eca_ref.models.flops import G2, CONVENTIONS, convention_total, module_flops, network_flops
 from eca_ref.models.networks import check_stage_k, get_network, groups_at, network_params, parse_groups
 from eca_ref.validation import check_int, check_kernel
 
-__all__ = ["compare_variants", "compare_network", "PAPER_VARIANTS_TABLE", "PAPER_NETWORK_M"]
+__all__ = ["compare_variants", "compare_network", "PAPER_VARIANTS_TABLE", "PAPER_NETWORK_M", "PAPER_NETWORK_FLOPS",
+           "PAPER_CONVENTION", "paper_flops_unit"]
 
 # ------------------------------------------------------------------------- the paper's numbers
 # The paper's SE-variants table (Table 2 of the CVPR 2020 version, Table 1 in some copies):
@@ -47,6 +49,23 @@ PAPER_NETWORK_M: dict[str, dict[str, float]] = {
     "resnet152": {"none": 57.40, "se": 63.68, "eca": 57.40},
     "mobilenetv2": {"none": 3.34, "se": 3.40, "eca": 3.34},
 }
+
+# The paper's Table 3 "GFLOPs" (MobileNetV2: "MFLOPs") for plain, + SE, + ECA (docs/paper.md, Table 3).
+PAPER_NETWORK_FLOPS: dict[str, dict[str, float]] = {
+    "resnet50": {"none": 3.86, "se": 3.87, "eca": 3.86},
+    "resnet101": {"none": 7.34, "se": 7.35, "eca": 7.35},
+    "resnet152": {"none": 10.82, "se": 10.85, "eca": 10.83},
+    "mobilenetv2": {"none": 319.4, "se": 320.1, "eca": 320.2},
+}
+# The convention that reproduces most of them (docs/parameters.md, "FLOPs"): thop as of 2019, the
+# authors' paras_flops.py, in binary units (G = 2^30, M = 2^20).
+PAPER_CONVENTION = "thop-2019"
+
+
+def paper_flops_unit(network: str) -> tuple[str, int, int]:
+    """(unit name, unit, decimals) of the paper's FLOP column for a network: G = 2^30, or M = 2^20."""
+    return ("M", 2 ** 20, 1) if network == "mobilenetv2" else ("G", G2, 2)
+
 
 # Short names for labels (a variant missing here is shown by its registry name).
 _DISPLAY = {"none": "plain", "se": "SE", "se-var1": "SE-Var1", "se-var2": "SE-Var2", "se-var3": "SE-Var3",
@@ -102,7 +121,7 @@ def _label(name, gkey, suffix):
 
 
 def compare_variants(C, *, reduction: int | None = None, groups=None, k: int | None = None,
-                     bias: bool = False) -> list[dict]:
+                     bias: bool = False, hw: tuple[int, int] | None = None) -> list[dict]:
     """Every variant's parameters for one module with C channels, beside the paper's table.
 
     Args:
@@ -113,11 +132,13 @@ def compare_variants(C, *, reduction: int | None = None, groups=None, k: int | N
             (those are shown as not applicable where they do not divide C).
         k: kernel size of the k-variants; None -> Eq. 12, ``kernel_size(C)``.
         bias: SE's FC layers with biases.
+        hw: (H, W) of the module's map: adds "flops" to each row (f's MACs and the element counts
+            of its GAP, sigmoid and rescale, :func:`eca_ref.models.flops.module_flops`).
 
     Returns:
         One dict per row: variant, label, formula (f(y)), param_formula (#Param), hp, params (int, or
         None when the setting does not fit C), top1 / top5 (the paper's ResNet-50 ImageNet accuracy
-        for that variant, or None), paper_setting, note.
+        for that variant, or None), paper_setting, note; with hw, flops (dict of ints, or None).
 
     Example:
         >>> [(r["label"], r["params"]) for r in compare_variants(256) if r["variant"] in ("se", "eca")]
@@ -158,17 +179,21 @@ def compare_variants(C, *, reduction: int | None = None, groups=None, k: int | N
                 raise InputError(f"{name}: {exc}") from None
             note = f"n/a: {exc}"
         paper = _paper(name, gkey) if name == "se-gc" else _paper(name)
+        extra = {}
+        if hw is not None:
+            extra["flops"] = None if params is None else {"H": hw[0], "W": hw[1],
+                                                          **module_flops(name, C, hw[0], hw[1], **hp)}
         out.append({
             "C": C, "variant": name, "label": _label(name, gkey, suffix),
             "formula": v.formula, "param_formula": v.param_formula, "hp": hp, "params": params,
             "top1": paper["top1"] if paper else None, "top5": paper["top5"] if paper else None,
-            "paper_setting": paper["setting"] if paper else None, "note": note,
+            "paper_setting": paper["setting"] if paper else None, "note": note, **extra,
         })
     return out
 
 
 def compare_network(network, *, reduction: int | None = None, groups=None, k: int | None = None,
-                    stage_k=None, placement: str = "output") -> list[dict]:
+                    stage_k=None, placement: str = "output", hw: tuple[int, int] | None = None) -> list[dict]:
     """A network's total for plain and every variant, in exact integers and in units of 2^20.
 
     Rows, in registry order: plain; SE with and without FC biases; SE-Var1/2/3; SE-GC with
@@ -183,6 +208,7 @@ def compare_network(network, *, reduction: int | None = None, groups=None, k: in
         k: the fixed kernel size row (default 3); must fit every block.
         stage_k: kernel sizes per stage (default: the authors' released ones).
         placement: see :func:`network_params`.
+        hw: (H, W) of the input image: adds "flops" to each row (see :func:`_flops_of`).
 
     Returns:
         One dict per row: network, variant, label, hp, params, params_added, M (params / 2^20,
@@ -235,11 +261,13 @@ def compare_network(network, *, reduction: int | None = None, groups=None, k: in
         note = None
         try:
             c = network_params(spec.name, name, placement=placement, **kw)
+            extra = {} if hw is None else {"flops": _flops_of(spec.name, name, placement, kw, hw, pkey)}
         except InputError as exc:
             if strict:
                 raise
             c = None
             note = f"n/a: {exc}"
+            extra = {} if hw is None else {"flops": None}
         if c is not None and "{k}" in label:
             label = label.replace("{k}", ",".join("/".join(map(str, x)) if isinstance(x, list) else str(x)
                                                   for x in c.stage_hp("k")))
@@ -251,6 +279,19 @@ def compare_network(network, *, reduction: int | None = None, groups=None, k: in
         rows.append({
             "network": spec.name, "variant": name, "label": label.replace("{k}", "Eq. 12"), "hp": hp,
             "params": c.total if c else None, "params_added": c.added if c else None,
-            "M": c.M if c else None, "paper_M": paper_M.get(pkey) if pkey else None, "note": note,
+            "M": c.M if c else None, "paper_M": paper_M.get(pkey) if pkey else None, "note": note, **extra,
         })
     return rows
+
+
+def _flops_of(network: str, variant: str, placement: str, kw: dict, hw: tuple, pkey) -> dict:
+    """A row's FLOP columns: the integers (backbone and attention MACs, the element counts of
+    everything else, each tool's total) and the paper's figure beside the paper's convention."""
+    c = network_flops(network, variant, placement=placement, H=hw[0], W=hw[1], **kw)
+    name, unit, digits = paper_flops_unit(network)
+    paper = PAPER_NETWORK_FLOPS.get(network, {}).get(pkey) if pkey and placement == "output" else None
+    conv = {n: convention_total(c, n) for n in CONVENTIONS}
+    return {"H": c.H, "W": c.W, "backbone_macs": c.backbone_macs, "attention_macs": c.attention_macs,
+            "other": dict(c.other), "conventions": conv, "paper_convention": PAPER_CONVENTION,
+            "paper_unit": name, "paper_value": round(conv[PAPER_CONVENTION] / unit, digits),
+            "paper": paper if hw == (224, 224) else None}

@@ -136,3 +136,38 @@ def test_errors_one_line_exit_2(args, msg):
 def test_help():
     res = run("--help")
     assert res.exit_code == 0 and "--stage-k" in res.stdout and "--network" in res.stdout
+
+
+def test_network_flops_table_and_json():
+    res = run("--network", "resnet50", "--flops")
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "backbone MACs" in out and "4,089,184,256" in out and "86,272" in out
+    assert "3.86 match" in out and "3.87 match" in out and "3.86 differs" in out   # plain, SE; ECA (docs/parameters.md)
+    assert "thop-2019" in out and "2^30" in out
+    rows = run_json("--network", "resnet50", "--flops")
+    plain = rows[0]["flops"]
+    assert plain["backbone_macs"] == 4_089_184_256 and plain["attention_macs"] == 0
+    assert plain["conventions"]["macs"] == 4_089_184_256 and plain["conventions"]["flops"] == 2 * 4_089_184_256
+    assert isinstance(plain["other"]["bn"], int) and plain["paper"] == 3.86 and (plain["H"], plain["W"]) == (224, 224)
+    rows = run_json("--network", "mobilenetv2", "--flops", "--size", "112")
+    assert rows[0]["flops"]["H"] == rows[0]["flops"]["W"] == 112 and rows[0]["flops"]["paper"] is None
+    res = run("--network", "mobilenetv2", "--flops")
+    assert res.exit_code == 0 and "MFLOPs" in res.stdout and "319.4 match" in res.stdout
+
+
+def test_module_flops_table_and_json():
+    rows = run_json("-C", "256", "--flops", "--size", "28x14")
+    eca = next(r for r in rows if r["variant"] == "eca")
+    assert eca["flops"] == {"H": 28, "W": 14, "f": 5 * 256, "gap": 256 * 28 * 14, "sigmoid": 256, "scale": 256 * 28 * 14}
+    res = run("-C", "256", "--flops")
+    assert res.exit_code == 0 and "256 x 56 x 56 map" in res.stdout and "f MACs" in res.stdout
+    assert "flops" not in run_json("-C", "256")[0]
+
+
+@pytest.mark.parametrize("args, msg", [(["--size", "56"], "--size needs --flops"),
+                                       (["--flops", "--size", "0x5"], "--size must be H x W"),
+                                       (["--flops", "--size", "a"], "--size must be H x W")])
+def test_flops_option_errors(args, msg):
+    res = run(*args)
+    assert res.exit_code == 2 and msg in res.stderr, res.output
