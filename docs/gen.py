@@ -15,6 +15,11 @@ block with the command line and the command's output. The command runs in this
 process through click (the real ``eca-ref`` command group, ``eca_ref.cli:main``)
 with a fixed terminal: ``COLUMNS=100``, no colour, the NumPy backend.
 
+The command may start with ``COLUMNS=N`` (N from 40 to 200): the terminal width rich wraps its tables
+at, shown to the reader so that the pasted command prints the page's output on a terminal of any width
+(the default terminal here is 100 columns; at 80, a wide table would wrap differently). Any console output
+with a line wider than 80 characters in a chapter must say ``COLUMNS=`` (tests/test_docs.py checks it).
+
 The command may end with one shell-style filter on the output lines, shown to
 the reader as part of the command (so it can be pasted into a shell):
 
@@ -55,6 +60,7 @@ TERMINAL = {"COLUMNS": "100", "LINES": "50", "NO_COLOR": "1", "TERM": "dumb", "F
 MARKER = re.compile(r"(?P<open><!-- gen(?P<flag>\(data\))?: (?P<cmd>.+?) -->\n)(?P<body>.*?)(?P<close><!-- /gen -->)",
                     re.DOTALL)
 FLOAT_NOISE = re.compile(r"\d\.\d+e[-+]\d+")
+COLUMNS_PREFIX = re.compile(r"^COLUMNS=(\d+) ")
 
 
 class GenError(Exception):
@@ -66,7 +72,9 @@ def pages() -> list[Path]:
 
 
 def _parse(cmdline: str):
-    """'eca-ref ARGS [| grep -E RE | head -n N]' -> (args, filter or None)."""
+    """'[COLUMNS=N] eca-ref ARGS [| grep -E RE | head -n N]' -> (args, filter or None)."""
+    _columns(cmdline)  # validates a COLUMNS=N prefix
+    cmdline = COLUMNS_PREFIX.sub("", cmdline)
     parts = cmdline.split(" | ")
     if len(parts) > 2:
         raise GenError(f"at most one filter per command: {cmdline!r}")
@@ -83,6 +91,18 @@ def _parse(cmdline: str):
         else:
             raise GenError(f"filter must be \"grep -E 'REGEX'\" or 'head -n N': {parts[1]!r}")
     return argv[1:], filt
+
+
+def _columns(cmdline: str) -> str:
+    """The terminal width for a command: its COLUMNS=N prefix, or the default of TERMINAL."""
+    m = COLUMNS_PREFIX.match(cmdline)
+    if m is None:
+        if cmdline.startswith("COLUMNS="):
+            raise GenError(f"COLUMNS must be an integer followed by one space: {cmdline!r}")
+        return TERMINAL["COLUMNS"]
+    if not 40 <= int(m.group(1)) <= 200:
+        raise GenError(f"COLUMNS must lie between 40 and 200: {cmdline!r}")
+    return m.group(1)
 
 
 def _main_group(command: str):
@@ -114,7 +134,7 @@ def run_command(cmdline: str) -> str:
     from click.testing import CliRunner
 
     args, filt = _parse(cmdline)
-    runner = CliRunner(env=TERMINAL)
+    runner = CliRunner(env={**TERMINAL, "COLUMNS": _columns(cmdline)})
     result = runner.invoke(_main_group(args[0] if args else ""), args, prog_name="eca-ref", catch_exceptions=True)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise GenError(f"{cmdline!r} raised {type(result.exception).__name__}: {result.exception}")

@@ -185,6 +185,49 @@ def test_figures_script(tmp_path):
         assert (DOCS / "figures" / name).exists(), f"docs/figures/{name} is missing: run python docs/figures.py"
 
 
+def _prose(text: str) -> str:
+    """A page without its fenced blocks (code, command output), whitespace collapsed."""
+    return " ".join(FENCE.sub(" ", text).split())
+
+
+@pytest.mark.parametrize("page", CHAPTERS, ids=lambda p: p.name)
+def test_measured_numbers_in_chapters_come_from_results_md(page):
+    """A chapter quotes a measured accuracy (two decimals, "78.35%" or "78.35% ± 0.37%") only if
+    docs/results.md, the record of every measurement, has it: no number from memory."""
+    results = _prose((DOCS / "results.md").read_text(encoding="utf-8"))
+    prose = _prose(page.read_text(encoding="utf-8"))
+    for quoted in re.findall(r"\d+\.\d\d% ± \d+\.\d\d%|\d+\.\d\d%", prose):
+        assert quoted in results, f"{page.name} quotes {quoted!r}, which docs/results.md does not have"
+
+
+def test_wide_command_output_says_its_terminal_width():
+    """Rich wraps its tables at the terminal's width: command output wider than 80 columns is generated
+    with a COLUMNS=N prefix that the reader sees and pastes, so their terminal prints the same table."""
+    for page in CHAPTERS:
+        for info, body, line in blocks(page.read_text(encoding="utf-8")):
+            lines = body.splitlines()
+            if info != "console" or not lines or not lines[0].startswith("$ "):
+                continue
+            if any(len(x) > 80 for x in lines[1:] if not x.startswith("$")) and "eca-ref" in lines[0]:
+                assert lines[0].startswith("$ COLUMNS="), (
+                    f"{page.name}:{line}: output wider than 80 columns; generate it as <!-- gen: COLUMNS=100 ... -->")
+
+
+def test_gen_columns_prefix():
+    sys.path.insert(0, str(DOCS))
+    try:
+        gen = importlib.import_module("gen")
+    finally:
+        sys.path.remove(str(DOCS))
+    assert gen._parse("COLUMNS=100 eca-ref verify | head -n 2") == (["verify"], ("head", 2))
+    assert gen._columns("COLUMNS=60 eca-ref verify") == "60" and gen._columns("eca-ref verify") == "100"
+    for bad in ("COLUMNS=10 eca-ref verify", "COLUMNS=x eca-ref verify"):
+        with pytest.raises(gen.GenError):
+            gen._parse(bad)
+    narrow = gen.run_command("COLUMNS=60 eca-ref kernel-size --channels 128")
+    assert max(len(x) for x in narrow.splitlines()) <= 60
+
+
 def test_readme_python_runs_and_commands_are_there():
     """The README's Python example runs, and its set-up commands are the two the project promises."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
