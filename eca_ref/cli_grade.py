@@ -63,6 +63,40 @@ def assignment_rubric(points_file, as_json):
     _console().print(table)
 
 
+@assignment.command("autograder")
+@click.argument("out_zip", metavar="OUT.zip", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--points", "points_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON {entry name: points} that overrides the default points.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True, help="Seconds per test.")
+@click.option("--total-timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+              help="Seconds for a whole submission.")
+@click.option("--memory", "memory_mb", type=click.IntRange(min=128), default=512, show_default=True,
+              help="Memory limit of the submission's process, MiB (Gradescope's container: about 768 MB).")
+@click.option("--hidden", multiple=True, metavar="ENTRY",
+              help="Hide this rubric entry's test from students (repeatable; 'all' for every test).")
+@click.option("--after-published", multiple=True, metavar="ENTRY",
+              help="Show this test only once grades are published (repeatable; 'all').")
+@click.option("--wheel", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Bundle this eca-ref wheel instead of building one from the installed source.")
+@click.option("--force", is_flag=True, help="Overwrite OUT.zip if it exists.")
+def assignment_autograder(out_zip, points_file, seed, timeout, total_timeout, memory_mb, hidden, after_published,
+                          wheel, force):
+    """Write the Gradescope autograder zip (setup.sh, run_autograder, this eca-ref as a wheel, the options)."""
+    from eca_ref.grading import load_points
+    from eca_ref.grading.autograder import make_config, write_autograder
+
+    if out_zip.exists() and not force:
+        raise InputError(f"{out_zip} already exists; pass --force to overwrite")
+    visibility = {**{n: "hidden" for n in hidden}, **{n: "after_published" for n in after_published}}
+    config = make_config(points=load_points(points_file) if points_file else None, seed=seed, timeout=timeout,
+                         total_timeout=total_timeout, memory_mb=memory_mb, visibility=visibility)
+    names = write_autograder(out_zip, config, wheel=wheel)
+    click.echo(f"wrote {out_zip}: {', '.join(names)}")
+    click.echo(f"eca-ref {config['eca_ref_version']}, {sum(config['points'].values())} points, seed {seed}; "
+               f"upload it as the autograder of a Gradescope programming assignment")
+
+
 @click.command("grade")
 @click.argument("submission", type=click.Path(path_type=Path), required=False)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -98,6 +132,7 @@ def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_time
     from eca_ref.grading import grade_folder, grade_submission, load_points, rubric_with_points, write_csv, \
         write_json
     from eca_ref.grading.report import folder_table, result_table
+    from eca_ref.grading.similarity import note_for_file
 
     from eca_ref.grading.grade import check_outputs, find_submissions
     from eca_ref.grading.sandbox import detect
@@ -137,6 +172,10 @@ def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_time
                 written += 1
         write_csv(results, csv_path, rubric)
         console.print(folder_table(results))
+        for r in results:  # near-copies of the reference: a note to the teacher, never a change of score
+            note = note_for_file(submission / r.submission)
+            if note:
+                click.echo(f"note: {r.submission}: {note}")
         click.echo(f"wrote {csv_path}" + (f" and {written} reports in {report_dir}" if report_dir else ""))
         return
     if csv_path is not None or report_dir is not None:
@@ -150,6 +189,9 @@ def grade(submission, json_path, csv_path, report_dir, seed, timeout, total_time
     console.print(result_table(result))
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
+    teacher_note = note_for_file(submission)  # near-copies of the reference: never a change of score
+    if teacher_note:
+        click.echo(f"note: {teacher_note}")
     if verbose:
         for t in result.tests:
             console.print(f"\n{t.name} {t.score}/{t.max_score}\n{t.output}", highlight=False, markup=False)
