@@ -203,6 +203,10 @@ def _markdown(result, config, shown) -> str:
         lines += ["", f"{len(result.tests) - len(shown)} more test(s) are shown later."]
     if result.notes:
         lines += [""] + [f"- {n}" for n in result.notes]
+    sb = getattr(result, "sandbox", None)
+    if isinstance(sb, dict):
+        lines += ["", f"Sandbox: {sb.get('level')}; runs as {sb.get('user')}; process tree ended by "
+                      f"{sb.get('kill_scope')}."]
     for what, text in (("standard output", result.stdout), ("standard error", result.stderr)):
         if text.strip():
             lines += ["", f"The submission's {what}:", "", _fence(text.rstrip())]
