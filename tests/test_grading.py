@@ -433,3 +433,16 @@ def test_grad_error_does_not_fail_a_correct_gradient_with_a_near_zero_entry():
 @pytest.mark.parametrize("seed", [1, 2])
 def test_correct_submission_scores_full_marks_for_other_seeds(seed):
     assert grade_submission(FIXTURES / "correct.py", timeout=2, seed=seed).score == 100
+
+
+def test_a_downstream_failure_names_the_upstream_fix():
+    """gap_backward without 1/(H*W), used by eca_backward: the report says to fix gap_backward first."""
+    src = (FIXTURES / "correct.py").read_text() + (
+        "\n\ndef _gap_back(dy, shape):\n    N, C, H, W = shape\n"
+        "    return np.broadcast_to(dy[:, :, None, None], shape).copy()  # forgot / (H * W)\n")
+    result = grade_source(src.encode(), "upstream.py", timeout=2)
+    by = {t.name: t for t in result.tests}
+    assert "misses the 1/(H*W)" in by["gap_backward"].output
+    eca = by["eca_backward"]
+    assert "fix gap_backward first" in eca.output and "dw right" in eca.output
+    assert 0 < eca.score < 15 and "fix gap_backward first" in by["se_backward"].output
