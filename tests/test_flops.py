@@ -1,8 +1,10 @@
 """Multiply-accumulates (eca_ref.models.flops): hand counts, the paper's figures, and [parity] against
 PyTorch twins measured with forward hooks (and torch's own FlopCounterMode) where torch is installed."""
 import doctest
+import importlib.util
 import itertools
 import math
+import pathlib
 
 import pytest
 
@@ -291,3 +293,16 @@ def test_parity_cifar_net_forward_hooks(cfg):
     c = cifar_flops(cfg)
     assert t["macs"] == c.macs and t["bn"] == c.other["bn"] and t["relu"] == c.other["relu"]
     assert t["pool_in"] == c.other["gap"] + c.other["attn_gap"]
+
+
+def test_module_cost_benchmark_smoke():
+    """benchmarks/bench_module_cost.py times a tiny block (one image, 7 x 7, 256 channels) and reports ratios."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_module_cost.py"
+    spec = importlib.util.spec_from_file_location("bench_module_cost", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    row = mod.bench_stage(1, 7, 256, 3, repeats=1, warmup=0)
+    assert set(row["times_ms"]) == {"convs F", "convs FB", "se F", "se FB", "eca F", "eca FB"}
+    assert row["block_conv_macs"] == 7 * 7 * (256 * 64 + 64 * 64 * 9 + 64 * 256)
+    assert row["eca"]["f_macs_ratio"] == 3 * 256 / row["block_conv_macs"]
+    assert all(v > 0 for name in ("se", "eca") for v in row[name].values())
