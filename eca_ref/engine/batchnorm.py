@@ -31,15 +31,10 @@ class BatchNormCache(NamedTuple):
 
 def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bool, momentum: float = 0.1,
                         eps: float = 1e-5, check_finite: bool = True, allreduce=None):
-    """BatchNorm2d, forward.
+    """:func:`eca_ref.functional.batchnorm.batchnorm2d_forward` (the same arguments, shapes and values to
+    rounding), computed channel by channel on the channel-major view, with one more argument:
 
     Args:
-        x: input, float32 or float64.
-        weight, bias: gamma and beta (``BatchNorm2d.weight`` / ``.bias``; initialised to 1 and 0).
-        running_mean, running_var: the running statistics (initialised to 0 and 1).
-        train: batch statistics (True) or running statistics (False).
-        momentum, eps: PyTorch's defaults 0.1 and 1e-5.
-        check_finite: reject NaN/inf in the inputs (one pass; off in training).
         allreduce: x is one shard of a batch cut into shards (see
             :mod:`eca_ref.engine.shards`): a function that maps this shard's partial sums
             (a float64 vector) to their sum over every shard; if it has a ``gather`` method
@@ -47,11 +42,8 @@ def batchnorm2d_forward(x, weight, bias, running_mean, running_var, *, train: bo
             instead of twice. The statistics are then those of the whole batch (synchronised
             batch norm). None: x is the whole batch.
 
-    Shape:
-        x: (N, C, H, W) -> out: (N, C, H, W); weight, bias, running_mean, running_var: (C,)
-
     Returns:
-        (out, cache, RunningStats(mean, var)) -- the new running statistics (the old ones in eval mode).
+        (out, cache, RunningStats(mean, var)); out is channel-major in memory.
 
     Example:
         >>> import numpy as np
@@ -166,8 +158,9 @@ def batchnorm2d_backward(dout, cache: BatchNormCache, *, overwrite_dout: bool = 
     Args:
         dout: upstream gradient.
         cache: from the forward pass.
-        overwrite_dout: dx may be written into dout's memory (saves an allocation; the model uses it
-            for gradients it owns). Default False: dout is left unchanged.
+        overwrite_dout: dx may be written into dout's memory (saves an allocation, for a caller that
+            owns dout). Default False: dout is left unchanged. The engine's layers leave it False:
+            in a block's backward the identity shortcut still reads the gradient the BN receives.
 
     Shape:
         dout: (N, C, H, W) -> dx: (N, C, H, W); grads["weight"], grads["bias"]: (C,)

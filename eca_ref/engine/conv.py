@@ -206,28 +206,11 @@ def _nchw_view(out, geo, N, Ho, Wo):
 
 
 def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_finite: bool = True):
-    """2D convolution (cross-correlation), NCHW, PyTorch's weight layout.
+    """:func:`eca_ref.functional.conv.conv2d_forward`, computed over a channel-major padded buffer.
 
-    out[n, f, h, w] = b[f] + sum_{c, i, j} w[f, c, i, j] x_pad[n, c, stride h + i, stride w + j]
-
-    Args:
-        x: input, float32 or float64.
-        w: weight (PyTorch's ``Conv2d.weight``), the dtype of x.
-        b: optional bias (``Conv2d.bias``), or None.
-        stride: step of the window, >= 1.
-        padding: zeros added on each side of H and W, >= 0.
-        check_finite: reject NaN/inf in the inputs (one pass over the data; off in training).
-
-    Shape:
-        x: (N, C, H, W), w: (F, C, kh, kw), b: (F,)
-        out: (N, F, Ho, Wo) with Ho = floor((H + 2 padding - kh) / stride) + 1 (Wo likewise).
-        The result is a view of a channel-major (F, N, ...) array (for stride 1, rows of Wo of
-        every W + padding stored values: the padding is shared, see _Grid); use it as any NCHW array.
-
-    Weight initialisation (done by the model, not here): Kaiming normal, fan_out, for ReLU nets.
-
-    Returns:
-        (out, cache)
+    The same arguments, shapes and values (to rounding). The result is a view of a channel-major
+    (F, N, ...) array (for stride 1, rows of Wo among every W + padding stored values: the padding is
+    shared, see _Grid); use it as any NCHW array.
 
     Example:
         >>> import numpy as np
@@ -248,20 +231,8 @@ def conv2d_forward(x, w, b=None, *, stride: int = 1, padding: int = 0, check_fin
 
 
 def conv2d_backward(dout, cache: Conv2dCache, *, input_grad: bool = True):
-    """Gradients of :func:`conv2d_forward`.
-
-    Args:
-        dout: upstream gradient.
-        cache: from the forward pass.
-        input_grad: compute dx (False skips it and returns None, e.g. for a network's first layer).
-
-    Shape:
-        dout: (N, F, Ho, Wo) -> dx: (N, C, H, W); grads["weight"]: (F, C, kh, kw),
-        grads["bias"]: (F,) when the forward had a bias.
-
-    Returns:
-        (dx, grads)
-    """
+    """:func:`eca_ref.functional.conv.conv2d_backward` for a cache of :func:`conv2d_forward`:
+    (dx, grads), dx channel-major in memory; ``input_grad=False`` skips dx (returns None)."""
     xp = get_xp()
     w, stride, p = cache.w, cache.stride, cache.padding
     N, C, H, W = cache.x_shape
