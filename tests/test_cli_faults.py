@@ -1,4 +1,4 @@
-"""Every fault and bad input of the command line ends in one line (issue 19, the CLI-wide points).
+"""Every fault and bad input of the command line ends in one line.
 
 Seeds (0 <= seed < 2**32, exit 2), one rule for numbers (ASCII digits), a full / read-only /
 unwritable output folder for every command that writes a file (exit 1, the path named), a full

@@ -1,4 +1,4 @@
-"""Hostile submissions (issue 20): each scores only what it honestly earns and leaves no trace.
+"""Hostile submissions: each scores only what it honestly earns and leaves no trace.
 
 "No trace": the grader's files and site-packages are unchanged after grading, and no process of the
 submission is alive. What a platform lacks (no namespaces: the none level) is skipped with its reason.

@@ -1,4 +1,4 @@
-"""Faults around a run directory (issue 19): the recorded data location, the lock, edited
+"""Faults around a run directory: the recorded data location, the lock, edited
 checkpoints, SIGTERM, the hint after divergence, disk full and permission denied."""
 import errno
 import json
