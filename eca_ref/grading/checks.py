@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np  # host-only: comparisons of arrays returned by the child
 
 from eca_ref.backend import asarray, asnumpy
+from eca_ref.gradcheck import rel_error
 from eca_ref.grading import solution as sol
 from eca_ref.grading.rubric import FAMILIES, FWD_TOL, GRADCHECK_TOL
 
@@ -43,20 +44,8 @@ def value_error(got, ref) -> float:
 
 
 def grad_error(num, ana) -> float:
-    """max|num - ana| / max(1e-8, max|num| + max|ana|): the gradient check's error.
-
-    CS231n's rel_error divides entry by entry, so one entry whose true gradient is
-    near 0 (likely among hundreds of random entries) fails a correct backward on the
-    central differences' own error (~1e-10). Dividing by the largest magnitudes keeps
-    the check as sharp for real mistakes (a missing path gives ~1e-1) and never
-    fails a correct backward.
-    """
-    num = np.asarray(num, dtype=np.float64)
-    ana = np.asarray(ana, dtype=np.float64)
-    if not num.size:
-        return 0.0
-    scale = max(1e-8, float(np.max(np.abs(num))) + float(np.max(np.abs(ana))))
-    return float(np.max(np.abs(num - ana))) / scale
+    """max|num - ana| / max(1e-8, max|num| + max|ana|): :func:`eca_ref.gradcheck.rel_error`, on host arrays."""
+    return rel_error(np.asarray(num, dtype=np.float64), np.asarray(ana, dtype=np.float64))
 
 
 def _close(got, other) -> bool:
