@@ -156,12 +156,17 @@ def test_generated_cli_output_is_current():
                                   f"{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
 
 
-def test_gen_parses_filters_and_rejects_other_commands():
+@pytest.fixture(scope="module")
+def gen():
+    """docs/gen.py, imported as a module."""
     sys.path.insert(0, str(DOCS))
     try:
-        gen = importlib.import_module("gen")
+        return importlib.import_module("gen")
     finally:
         sys.path.remove(str(DOCS))
+
+
+def test_gen_parses_filters_and_rejects_other_commands(gen):
     args, filt = gen._parse("eca-ref verify --seed 1 | grep -E '^│ [12] '")
     assert args == ["verify", "--seed", "1"] and filt[0] == "grep" and filt[1].search("│ 2 │")
     assert gen._parse("eca-ref kernel-size -C 8 | head -n 3") == (["kernel-size", "-C", "8"], ("head", 3))
@@ -213,12 +218,7 @@ def test_wide_command_output_says_its_terminal_width():
                     f"{page.name}:{line}: output wider than 80 columns; generate it as <!-- gen: COLUMNS=100 ... -->")
 
 
-def test_gen_columns_prefix():
-    sys.path.insert(0, str(DOCS))
-    try:
-        gen = importlib.import_module("gen")
-    finally:
-        sys.path.remove(str(DOCS))
+def test_gen_columns_prefix(gen):
     assert gen._parse("COLUMNS=100 eca-ref verify | head -n 2") == (["verify"], ("head", 2))
     assert gen._columns("COLUMNS=60 eca-ref verify") == "60" and gen._columns("eca-ref verify") == "100"
     for bad in ("COLUMNS=10 eca-ref verify", "COLUMNS=x eca-ref verify"):
