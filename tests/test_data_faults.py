@@ -10,7 +10,6 @@ import errno
 import hashlib
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -133,29 +132,6 @@ def test_uneven_smaller_copy_is_refused(small, tmp_path):
 
 
 # --- 2. a full disk and an unwritable folder during data download ---------------------------------
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(size, ro=False) -> a fresh tmpfs folder; skipped where mounting is not allowed."""
-    mounted = []
-
-    def mount(size: int, ro: bool = False) -> Path:
-        d = tmp_path / f"mnt{len(mounted)}"
-        d.mkdir()
-        opts = f"size={size}" + (",ro" if ro else "")
-        try:
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True)
-        except OSError:
-            pytest.skip("no mount command here")
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-        mounted.append(d)
-        return d
-
-    yield mount
-    for d in mounted:
-        subprocess.run(["umount", str(d)], capture_output=True)
-
-
 @pytest.fixture
 def source(tmp_path):
     fake = make_fake_cifar10(tmp_path / "mirror", n_train=50, n_test=10, formats=("binary",), archives=True)

@@ -303,29 +303,10 @@ def test_disk_full_at_an_epoch_end_keeps_the_last_checkpoint(data_dir, tmp_path,
     assert resume(out, data_dir=data_dir).status == "finished"
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """Mount a tmpfs of the size given; skip where mounting is not allowed."""
-    mounted = []
-
-    def mount(size):
-        d = tmp_path / f"tmpfs{len(mounted)}"
-        d.mkdir()
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True)
-        if p.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {p.stderr.decode(errors='replace').strip()}")
-        mounted.append(d)
-        return d
-
-    yield mount
-    for d in mounted:
-        subprocess.run(["umount", str(d)], capture_output=True)
-
-
 @pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0, reason="mounting a tmpfs needs Linux and root")
 @pytest.mark.parametrize("size", ["8k", "64k"])
-def test_a_real_full_disk(data_dir, tiny_tmpfs, size):
-    out = tiny_tmpfs(size) / "r"
+def test_a_real_full_disk(data_dir, tmpfs, size):
+    out = tmpfs(size) / "r"
     r = run("train", *TINY_CLI, "--out", out, "--data-dir", data_dir)
     assert r.exit_code == 1, r.output
     line = one_error_line(r)
