@@ -31,10 +31,10 @@ def _ms(d):
 
 def render_bench(result: dict, console=None) -> None:
     """Print the tables of :func:`run_bench`'s result with rich."""
-    from rich.console import Console
+    from eca_ref.cli_console import make_console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or make_console()
     env = result["environment"]
     threads = (result.get("train_step") or {}).get("threads", result.get("threads"))
     workers = (result.get("train_step") or {}).get("workers", "threads")

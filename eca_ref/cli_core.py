@@ -9,10 +9,10 @@ import json
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from eca_ref.attention import kernel_size_info
+from eca_ref.cli_console import make_console
 from eca_ref.cli_types import INT_RULE, SEED, ascii_int
 from eca_ref.errors import InputError
 
@@ -77,7 +77,7 @@ def kernel_size_cmd(channels, gamma, b, as_json):
                                 "tie": i.tie, "k_nearest_odd": list(i.k_nearest_odd), "k_timm": i.k_timm}
                                for i in infos], indent=2))
         return
-    console = Console()
+    console = make_console()
     if len(infos) == 1:
         i = infos[0]
         console.print(f"C = {i.C}: k = {i.k}")
@@ -116,7 +116,7 @@ def verify_cmd(seed, dtype, as_json):
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:
-        console = Console()
+        console = make_console()
         table = Table(title=f"eca-ref verify (seed {seed}, {dtype})")
         for col in ("#", "check", "case", "error", "tol", "result"):
             table.add_column(col, justify="right" if col in ("#", "error", "tol") else "left")

@@ -88,7 +88,7 @@ def info(root):
     Every file of every copy is checked (record size, 10,000 images per batch file, labels 0-9, the
     meta file). Exits 1 when no usable copy was found.
     """
-    from rich.console import Console
+    from eca_ref.cli_console import make_console
     from rich.table import Table
 
     from eca_ref.data import data_info
@@ -107,7 +107,7 @@ def info(root):
         name = s.source.path.name + ("/" if s.source.kind == "folder" else "")
         table.add_row(name, s.format or "?", s.verified, str(s.counts.get("train", "-")),
                       str(s.counts.get("test", "-")), "ok" if s.ok else "unusable")
-    Console(width=120).print(table)
+    make_console().print(table)
     for s in report.sources:
         if s.md5 is not None and not s.official:
             click.echo(f"{s.source.path.name}: MD5 {s.md5} is not the official archive's (readable, but not verified)")

@@ -12,9 +12,9 @@ from eca_ref.errors import InputError
 
 
 def _console():
-    from rich.console import Console
+    from eca_ref.cli_console import make_console
 
-    return Console(soft_wrap=False, width=max(100, Console().width))
+    return make_console(soft_wrap=False)
 
 
 @click.group("assignment")

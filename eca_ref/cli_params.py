@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from eca_ref.cli_console import make_console
 from eca_ref.cli_types import check_ascii
 from eca_ref.errors import InputError
 from eca_ref.models.networks import NETWORKS, UNIT, get_network
@@ -167,7 +167,7 @@ def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placeme
         # cannot fit this network, e.g. G = 16 on 24 channels, are listed with a note in the table).
         click.echo(json.dumps([r for r in rows if r["params"] is not None], indent=2, ensure_ascii=False))
         return
-    console = Console()
+    console = make_console()
     if network is None:
         _print_variants(rows, console)
     else:

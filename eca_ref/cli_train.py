@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from eca_ref.cli_console import make_console
 from eca_ref.cli_types import SEED, SEED_LIST
 from eca_ref.engine import ENGINES, WORKERS
 from eca_ref.engine.processes import tune_allocator
@@ -193,7 +194,7 @@ def train_cmd(ctx, out, resume_dir, data_dir, stop_after, test_every, threads, w
     # the fields set explicitly: the preset's, unless given as options (the defaults are TrainConfig's)
     fields = preset_fields(preset, **{k: v for k, v in opts.items() if _given(ctx, k)})
     cores_opts = {"threads": threads, "workers": workers, "engine": engine}
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(highlight=False, soft_wrap=True)
     reporter = RichReporter(console)
     t0 = time.perf_counter()
     try:
@@ -253,7 +254,7 @@ def evaluate_cmd(run_dir, data_dir, limit, tta, as_json, threads, workers, engin
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=1))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(highlight=False, soft_wrap=True)
     c = r.config
     console.print(f"{r.run_dir}: {c['attention']}-ResNet-{c['depth']} width {c['width']}, epoch {r.epoch}/{c['epochs']}; "
                   f"test accuracy [bold]{r.accuracy:.2%}[/bold] on {r.n:,} images (loss {r.loss:.4f})"
@@ -291,7 +292,7 @@ def gates_cmd(run_dir, data_dir, limit, as_json, threads):
     if as_json:
         click.echo(json.dumps(g.to_dict(), indent=1))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(highlight=False, soft_wrap=True)
     console.print(f"{g.run_dir}: {g.attention} gates on {g.n:,} test images")
     t = Table(title="Gate per block: mean, and how differently the classes open the channels")
     for col in ("block", "C", "hp", "mean gate", "class spread", "most class-specific channel"):
@@ -348,7 +349,7 @@ def ablate_cmd(attention, epochs, seeds, ks, depth, width, limit, lr, batch_size
     variants = _csv(attention, str, "--attention")
     k_list = None if ks is None else [t if t == "adaptive" else _csv(t, int, "--k")[0] for t in _csv(ks, str, "--k")]
     seed_list = list(seeds)
-    console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+    console = make_console(stderr=as_json, highlight=False, soft_wrap=True)
     reporters = []
 
     def factory(v, s):

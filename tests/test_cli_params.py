@@ -171,3 +171,17 @@ def test_module_flops_table_and_json():
 def test_flops_option_errors(args, msg):
     res = run(*args)
     assert res.exit_code == 2 and msg in res.stderr, res.output
+
+
+def test_table_into_a_file_keeps_every_digit():
+    """Without a terminal and without COLUMNS (``eca-ref ... > table.txt``), rich would assume 80
+    columns and cut cells to "…"; the table keeps its natural width and every number."""
+    narrow = CliRunner().invoke(main, ["compare-params", "--network", "resnet50", "--flops"],
+                                env={"COLUMNS": None})
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.stdout
+    assert "4,089,184,256" in narrow.stdout and "ECA (authors' k: 3,5,5,7)" in narrow.stdout
+    assert max(map(len, narrow.stdout.splitlines())) > 80
+    forced = CliRunner().invoke(main, ["compare-params", "--network", "resnet50", "--flops"],
+                                env={"COLUMNS": "80"})                      # COLUMNS still rules
+    assert forced.exit_code == 0 and max(map(len, forced.stdout.splitlines())) <= 80
