@@ -1,7 +1,8 @@
 """CLI command ``compare-params``: parameter counts per module and per network.
 
 A thin shell over :func:`eca_ref.tables.compare_variants` (one module with C
-channels) and :func:`eca_ref.tables.compare_network` (a whole network).
+channels), :func:`eca_ref.tables.compare_network` (a network of the paper) and
+:func:`eca_ref.tables.compare_cifar` (the CIFAR net of ``eca-ref train``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from eca_ref.cli_console import make_console
 from eca_ref.cli_types import check_ascii
 from eca_ref.errors import InputError
 from eca_ref.models.networks import NETWORKS, UNIT, get_network
-from eca_ref.tables import PAPER_CONVENTION, compare_network, compare_variants, paper_flops_unit
+from eca_ref.tables import PAPER_CONVENTION, compare_cifar, compare_network, compare_variants, paper_flops_unit
 
 
 def _int(n) -> str:
@@ -104,6 +105,29 @@ def _print_network(rows, console):
     _print_notes(notes, console)
 
 
+def _print_cifar(rows, console):
+    f0 = rows[0].get("flops")
+    caption = None
+    if f0 is not None:
+        caption = (f"MACs: multiply-accumulates for one {f0['H']} x {f0['W']} image, conv and fc layers (backbone) and "
+                   f"the modules' f (added); FLOPs = 2 MACs by the textbook convention; {PAPER_CONVENTION}: the paper's "
+                   "convention (thop as of 2019, in operations). --json: every tool's total and the element counts "
+                   "(docs/parameters.md, FLOPs).")
+    table = Table(title=f"{rows[0]['network']}: the CIFAR net of eca-ref train, one attention module per block",
+                  caption=caption)
+    cols = [("variant", "left"), ("params", "right"), ("added", "right")]
+    if f0 is not None:
+        cols += [("backbone MACs", "right"), ("added MACs", "right"), ("MACs", "right"), (PAPER_CONVENTION, "right")]
+    for col, just in cols:
+        table.add_column(col, justify=just)
+    for r in rows:
+        f = r.get("flops")
+        extra = [] if f is None else [_int(f["backbone_macs"]), _int(f["attention_macs"]),
+                                      _int(f["conventions"]["macs"]), _int(f["conventions"][PAPER_CONVENTION])]
+        table.add_row(r["label"], _int(r["params"]), _int(r["params_added"]), *extra)
+    console.print(table)
+
+
 def _size(text, default):
     """--size HxW (or one number for a square) as (H, W)."""
     if text is None:
@@ -126,7 +150,11 @@ def _size(text, default):
               help="ECA kernel size (odd) [default: Eq. 12 for the one-module table; the fixed-k row of "
                    "--network uses 3].")
 @click.option("--network", "-n", default=None,
-              help=f"Count a whole network: {', '.join(NETWORKS)}.")
+              help=f"Count a whole network: {', '.join(NETWORKS)}, or cifar (the net of eca-ref train; "
+                   "--depth, --width).")
+@click.option("--depth", type=int, default=None, help="With --network cifar: 6n + 2 layers [default: 8].")
+@click.option("--width", type=int, default=None, help="With --network cifar: channels of the first stage "
+                                                       "[default: 16].")
 @click.option("--stage-k", "stage_k", default=None,
               help="With --network: kernel sizes per stage, e.g. 3,5,5,7 [default: the authors' released ones].")
 @click.option("--placement", default=None,
@@ -135,23 +163,35 @@ def _size(text, default):
               help="Add multiply-accumulates: the network's (backbone and added by the attention) and the paper's "
                    "GFLOPs convention; with -C, the module's on a --size map.")
 @click.option("--size", default=None,
-              help="With --flops: H x W of the input image with --network [default: 224x224], of the module's "
-                   "map with -C [default: 56x56, ResNet-50's first stage].")
+              help="With --flops: H x W of the input image with --network [default: 224x224; cifar: 32x32], of "
+                   "the module's map with -C [default: 56x56, ResNet-50's first stage].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects instead of a table.")
-def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placement, flops, size, as_json):
+def compare_params_cmd(channels, reduction, groups, k, network, depth, width, stage_k, placement, flops, size,
+                       as_json):
     """Parameter counts of every attention variant, per module or per network.
 
     Without --network: one module on --channels C, every variant with its f(y), its
     #Param formula, the exact count and the paper's Top-1/Top-5. With --network: the
     network's total for plain and every variant (ECA with k by Eq. 12, k = 3 and
     per-stage kernels), exact and in the paper's units of 2^20, beside the paper's
-    Table 3.
+    Table 3. With --network cifar: the net of eca-ref train, each variant as
+    training gives it (SE r = min(16, C), SE-GC G = gcd(16, C), k by Eq. 12 or -k).
     """
     check_ascii(groups, "--groups")  # numbers in ASCII digits, the rule of every integer option
     check_ascii(stage_k, "--stage-k")
     if size is not None and not flops:
         raise InputError("--size needs --flops")
-    if network is None:
+    if (depth is not None or width is not None) and network != "cifar":
+        raise InputError("--depth and --width need --network cifar")
+    if network == "cifar":
+        given = [o for o, v in (("--channels", channels), ("--reduction", reduction), ("--groups", groups),
+                                ("--stage-k", stage_k), ("--placement", placement)) if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} cannot be combined with --network cifar: its variants take the "
+                             "settings of eca-ref train (SE r = min(16, C), SE-GC G = gcd(16, C); -k sets the kernel)")
+        rows = compare_cifar(8 if depth is None else depth, 16 if width is None else width, k=k,
+                             hw=_size(size, (32, 32)) if flops else None)
+    elif network is None:
         if stage_k is not None or placement is not None:
             raise InputError("--stage-k and --placement need --network")
         rows = compare_variants(256 if channels is None else channels, reduction=reduction, groups=groups, k=k,
@@ -170,6 +210,8 @@ def compare_params_cmd(channels, reduction, groups, k, network, stage_k, placeme
     console = make_console()
     if network is None:
         _print_variants(rows, console)
+    elif network == "cifar":
+        _print_cifar(rows, console)
     else:
         _print_network(rows, console)
 

@@ -7,7 +7,9 @@ Two tables, planned here and printed by :mod:`eca_ref.cli_params`:
   (the SE-variants table, docs/paper.md, Table 2);
 * :func:`compare_network`: a whole network (:mod:`eca_ref.models.networks`) with
   plain and every variant, exact and in units of 2^20, beside the paper's
-  backbone table (docs/paper.md, Table 3).
+  backbone table (docs/paper.md, Table 3);
+* :func:`compare_cifar`: the CIFAR net that ``eca-ref train`` trains, with plain
+  and every variant as training gives it.
 
 The counts themselves come from the registry and the network descriptions; this
 module only chooses the settings of each row and labels it.
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 from eca_ref.attention import VARIANTS, kernel_size
 from eca_ref.errors import InputError, InputTypeError
-from eca_ref.models.flops import G2, CONVENTIONS, convention_total, module_flops, network_flops
+from eca_ref.models.flops import G2, CONVENTIONS, cifar_architecture, cifar_flops, convention_total, module_flops, \
+    network_flops
 from eca_ref.models.networks import check_stage_k, get_network, groups_at, network_params, parse_groups
+from eca_ref.models.resnet_spec import ResNetConfig, count_parameters
 from eca_ref.validation import check_int, check_kernel
 
-__all__ = ["compare_variants", "compare_network", "PAPER_VARIANTS_TABLE", "PAPER_NETWORK_M", "PAPER_NETWORK_FLOPS",
+__all__ = ["compare_variants", "compare_network", "compare_cifar", "PAPER_VARIANTS_TABLE", "PAPER_NETWORK_M", "PAPER_NETWORK_FLOPS",
            "PAPER_CONVENTION", "paper_flops_unit"]
 
 # ------------------------------------------------------------------------- the paper's numbers
@@ -295,3 +299,55 @@ def _flops_of(network: str, variant: str, placement: str, kw: dict, hw: tuple, p
             "other": dict(c.other), "conventions": conv, "paper_convention": PAPER_CONVENTION,
             "paper_unit": name, "paper_value": round(conv[PAPER_CONVENTION] / unit, digits),
             "paper": paper if hw == (224, 224) else None}
+
+
+def compare_cifar(depth: int = 8, width: int = 16, *, k: int | None = None,
+                  hw: tuple[int, int] | None = None) -> list[dict]:
+    """The CIFAR net of ``eca-ref train`` (:mod:`eca_ref.models.resnet`), plain and every variant.
+
+    Each variant has the hyper-parameters training gives it (:func:`eca_ref.models.resnet_spec.block_specs`):
+    SE r = min(16, C), SE-GC G = gcd(16, C), the kernels k by Eq. 12 per block, or ``k`` for every block.
+
+    Args:
+        depth, width: the net's (:class:`eca_ref.models.ResNetConfig`; 8 and 16 by default).
+        k: one kernel size (odd) for every block of the variants with a kernel; None: Eq. 12.
+        hw: (H, W) of the input image: adds "flops" to each row (32 x 32 for CIFAR-10).
+
+    Returns:
+        One dict per variant, in registry order: network (e.g. "cifar-resnet8-w16"), variant, label,
+        hp (the hyper-parameters of each block, in order), params, params_added and, with ``hw``,
+        flops (H, W, backbone_macs, attention_macs, other: the element counts, conventions: each
+        tool's total; :mod:`eca_ref.models.flops`).
+
+    Example:
+        >>> rows = compare_cifar()
+        >>> [(r["label"], r["params"], r["params_added"]) for r in rows if r["variant"] in ("none", "eca")]
+        [('plain', 78042, 0), ('ECA (k per stage: 3,3,3)', 78051, 9)]
+    """
+    if k is not None:
+        k = check_kernel(k, "k")
+    plain = count_parameters(ResNetConfig(depth=depth, width=width, attention="none"))["total"]
+    name_of_net = cifar_architecture(ResNetConfig(depth=depth, width=width, attention="none")).name
+    rows = []
+    for name, v in VARIANTS.items():
+        cfg = ResNetConfig(depth=depth, width=width, attention=name, k=k if "k" in v.hp_defaults else None)
+        count = count_parameters(cfg)
+        blocks = list(count["per_block"].values())
+        label = _DISPLAY.get(name, name)
+        if "k" in v.hp_defaults and k is not None:
+            label += f" (k={k})"
+        elif blocks[0]["hp"]:
+            # one value per stage (the blocks of a stage share C, hence their hyper-parameters)
+            per_stage = {}
+            for b in blocks:
+                per_stage.setdefault(b["channels"], b["hp"])
+            label += " (" + "; ".join(f"{key} per stage: {','.join(str(hp[key]) for hp in per_stage.values())}"
+                                      for key in blocks[0]["hp"]) + ")"
+        row = {"network": name_of_net, "variant": name, "label": label, "hp": [b["hp"] for b in blocks],
+               "params": count["total"], "params_added": count["total"] - plain, "note": None}
+        if hw is not None:
+            c = cifar_flops(cfg, H=hw[0], W=hw[1])
+            row["flops"] = {"H": c.H, "W": c.W, "backbone_macs": c.backbone_macs, "attention_macs": c.attention_macs,
+                            "other": dict(c.other), "conventions": {n: convention_total(c, n) for n in CONVENTIONS}}
+        rows.append(row)
+    return rows

@@ -185,3 +185,43 @@ def test_table_into_a_file_keeps_every_digit():
     forced = CliRunner().invoke(main, ["compare-params", "--network", "resnet50", "--flops"],
                                 env={"COLUMNS": "80"})                      # COLUMNS still rules
     assert forced.exit_code == 0 and max(map(len, forced.stdout.splitlines())) <= 80
+
+
+def test_cifar_net_counts_by_hand():
+    """--network cifar: the net of eca-ref train, every variant. Hand counts for depth 8, width 16
+    (stages of C = 16, 32, 64 at 32, 16, 8 pixels): the convs' MACs are
+    stem 16*32*32*27 + stage 1 2*16*32*32*144 + stage 2 32*16*16*(144 + 288 + 16)
+    + stage 3 64*8*8*(288 + 576 + 32) + fc 64*10; ECA adds k = 3 weights per block and
+    k C MACs per block; SE (r = 16) 2 C^2 / r of each."""
+    rows = {r["variant"]: r for r in run_json("--network", "cifar", "--flops")}
+    backbone = (16 * 32 * 32 * 27 + 2 * 16 * 32 * 32 * 144 + 32 * 16 * 16 * (144 + 288 + 16)
+                + 64 * 8 * 8 * (288 + 576 + 32) + 64 * 10)
+    assert backbone == 12_501_632
+    assert all(r["flops"]["backbone_macs"] == backbone and r["flops"]["H"] == 32 for r in rows.values())
+    assert rows["none"]["params_added"] == 0 and rows["none"]["flops"]["attention_macs"] == 0
+    assert rows["eca"]["params"] - rows["none"]["params"] == rows["eca"]["params_added"] == 3 * 3
+    assert rows["eca"]["flops"]["attention_macs"] == 3 * (16 + 32 + 64)
+    assert rows["eca"]["hp"] == [{"k": 3}] * 3 and rows["eca"]["label"] == "ECA (k per stage: 3,3,3)"
+    se = sum(2 * C * C // 16 for C in (16, 32, 64))
+    assert rows["se"]["params_added"] == rows["se"]["flops"]["attention_macs"] == se == 672
+    assert rows["se-var3"]["params_added"] == 16 ** 2 + 32 ** 2 + 64 ** 2
+    assert rows["eca"]["flops"]["conventions"]["flops"] == 2 * (backbone + 336)
+    # a wider, deeper net with one k: 9 blocks, k = 5; ECA-NS has k weights per channel
+    rows = {r["variant"]: r for r in run_json("--network", "cifar", "--depth", "20", "--width", "32", "-k", "5")}
+    assert rows["eca"]["params_added"] == 9 * 5 and rows["eca"]["label"] == "ECA (k=5)"
+    assert rows["eca-ns"]["params_added"] == 5 * 3 * (32 + 64 + 128)
+    assert "flops" not in rows["eca"]
+
+
+def test_cifar_net_table_and_refusals():
+    res = run("--network", "cifar", "--flops", "--size", "64")
+    assert res.exit_code == 0, res.output
+    assert "cifar-resnet8-w16" in res.stdout and "for one 64 x 64 image" in res.stdout
+    assert f"{4 * 12_501_632 - 4 * 640 + 640:,}" in res.stdout    # convs scale with the pixels, not the fc
+    for args, msg in [(("--depth", "8"), "--depth and --width need --network cifar"),
+                      (("-n", "cifar", "-r", "8"), "--reduction cannot be combined with --network cifar"),
+                      (("-n", "cifar", "--stage-k", "3,5,7"), "--stage-k cannot be combined"),
+                      (("-n", "cifar", "--depth", "9"), "depth must be of the form 6n + 2"),
+                      (("-n", "cifar", "-k", "4"), "k must be odd")]:
+        bad = run(*args)
+        assert bad.exit_code == 2 and msg in bad.stderr and "Traceback" not in bad.output, (args, bad.output)
