@@ -7,6 +7,7 @@ channels), :func:`eca_ref.tables.compare_network` (a network of the paper) and
 from __future__ import annotations
 
 import json
+import re
 
 import click
 from rich.table import Table
@@ -181,6 +182,10 @@ def compare_params_cmd(channels, reduction, groups, k, network, depth, width, st
     check_ascii(stage_k, "--stage-k")
     if size is not None and not flops:
         raise InputError("--size needs --flops")
+    if network is not None and re.sub(r"[-_\s]", "", network.lower()) == "cifar":
+        network = "cifar"   # the one name besides the paper's networks (their names are read by get_network)
+    elif network is not None and re.sub(r"[-_\s]", "", network.lower()) not in NETWORKS:
+        raise InputError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}, cifar")
     if (depth is not None or width is not None) and network != "cifar":
         raise InputError("--depth and --width need --network cifar")
     if network == "cifar":

@@ -214,6 +214,7 @@ def test_cifar_net_counts_by_hand():
 
 
 def test_cifar_net_table_and_refusals():
+    assert run("-n", "CIFAR").stdout == run("--network", "cifar").stdout   # names as for the paper's networks
     res = run("--network", "cifar", "--flops", "--size", "64")
     assert res.exit_code == 0, res.output
     assert "cifar-resnet8-w16" in res.stdout and "for one 64 x 64 image" in res.stdout
@@ -222,6 +223,9 @@ def test_cifar_net_table_and_refusals():
                       (("-n", "cifar", "-r", "8"), "--reduction cannot be combined with --network cifar"),
                       (("-n", "cifar", "--stage-k", "3,5,7"), "--stage-k cannot be combined"),
                       (("-n", "cifar", "--depth", "9"), "depth must be of the form 6n + 2"),
-                      (("-n", "cifar", "-k", "4"), "k must be odd")]:
+                      (("-n", "cifar", "-k", "4"), "k must be odd"),
+                      (("-n", "cifar", "--depth", str(6 * 10 ** 20 + 2)), "depth must be <= 1202"),
+                      (("-n", "nonsense"), "unknown network 'nonsense'; known: resnet50, resnet101, resnet152, "
+                                           "mobilenetv2, cifar")]:
         bad = run(*args)
         assert bad.exit_code == 2 and msg in bad.stderr and "Traceback" not in bad.output, (args, bad.output)

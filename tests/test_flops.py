@@ -87,6 +87,25 @@ def test_resnet50_counts():
         convention_total(plain, "nvidia")
 
 
+def test_mobilenetv2_backbone_by_stage():
+    """MobileNetV2 at 224 x 224 (grouped convs: depthwise 3x3 is C * 9 per output pixel), summed by hand:
+    stem conv 3x3 s2 (112 px), then per inverted residual (t, c, n, s) expand 1x1, depthwise 3x3, project 1x1,
+    the last 1x1 conv to 1280 (7 px) and the classifier."""
+    def block(cin, cout, t, hw_in, stride):
+        hidden, hw = cin * t, hw_in // stride
+        expand = 0 if t == 1 else hidden * cin * hw_in ** 2
+        return expand + hidden * 9 * hw ** 2 + cout * hidden * hw ** 2, hw
+
+    total, cin, hw = 32 * 27 * 112 ** 2, 32, 112
+    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                       (6, 320, 1, 1)]:
+        for i in range(n):
+            macs, hw = block(cin, c, t, hw, s if i == 0 else 1)
+            total, cin = total + macs, c
+    total += 1280 * 320 * 7 ** 2 + 1280 * 1000
+    assert total == network_flops("mobilenetv2").backbone_macs == 300_774_272
+
+
 def _paper_rows():
     for net, vals in PAPER_NETWORK_FLOPS.items():
         for variant, printed in vals.items():

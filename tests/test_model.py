@@ -184,6 +184,7 @@ def test_float32_forward_close_to_float64():
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(depth=10), InputError, "6n \\+ 2"),
     (dict(depth=2), InputError, "depth must be >= 8"),
+    (dict(depth=1208), InputError, "depth must be <= 1202"),          # would only stall building 200 blocks
     (dict(depth=8.0), InputTypeError, "depth must be an integer"),
     (dict(width=0), InputError, "width must be >= 1"),
     (dict(attention="cbam"), InputError, "unknown attention variant 'cbam'; known: none, se"),

@@ -25,6 +25,7 @@ __all__ = ["ResNetConfig", "BlockSpec", "CONV_INITS", "block_specs", "init_resne
            "param_shapes", "buffer_shapes", "IN_CHANNELS"]
 
 IN_CHANNELS = 3
+MAX_DEPTH = 1202   # ResNet-1202, the deepest CIFAR ResNet of He et al. (2016)
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ResNetConfig:
     """The network's shape. Checked on creation (bad values raise InputError / InputTypeError).
 
     Attributes:
-        depth: 6n + 2 layers with weights (n >= 1 blocks per stage): 8, 14, 20, 32, ...
+        depth: 6n + 2 layers with weights (n >= 1 blocks per stage): 8, 14, 20, 32, ..., at most 1202.
         width: channels of the first stage (w); the stages have w, 2w, 4w.
         attention: a name of the registry ``eca_ref.attention.VARIANTS`` ("none", "se", "eca", ...).
         k: ECA's kernel size for every block (odd), or None for ``kernel_size(C)`` per block.
@@ -47,7 +48,7 @@ class ResNetConfig:
     num_classes: int = 10
 
     def __post_init__(self):
-        depth = check_int(self.depth, "depth", min_value=8)
+        depth = check_int(self.depth, "depth", min_value=8, max_value=MAX_DEPTH)
         if (depth - 2) % 6:
             raise InputError(f"depth must be of the form 6n + 2 (8, 14, 20, 26, 32, ...), got {depth}")
         check_int(self.width, "width", min_value=1)
