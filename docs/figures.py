@@ -3,12 +3,15 @@
     python docs/figures.py              # writes docs/figures/*.png
     python docs/figures.py --out DIR    # somewhere else
     python docs/figures.py --run runs/eca_d8 --data-dir DATA   # also the figures of a real training run
+    python docs/figures.py --ablate result.json   # also the kernel-size sweep of `eca-ref ablate --k ... --json`
 
 Figures:
     band-matrices.png  the matrix of f for SE-Var3, SE-GC, ECA-NS and ECA (chapter 3)
     kernel-size.png    k = psi(C) of Eq. 12: the authors' code rule, the ties, timm's floor (chapter 6)
     training-curves.png  test and train accuracy per epoch of the run(s) given with --run (chapter 8)
     gates.png          the class-mean gates of every block of the first --run (chapter 9; needs CIFAR-10)
+    k-sweep.png        test accuracy per fixed k, each seed and the mean, against the adaptive k of Eq. 12
+                       (the paper's Figure 4 at CIFAR scale; docs/results.md)
 """
 from __future__ import annotations
 
@@ -141,6 +144,43 @@ def training_curves_figure(path: Path, runs: list[Path]) -> None:
     plt.close(fig)
 
 
+def k_sweep_figure(path: Path, result: Path) -> None:
+    """Test accuracy against k from the JSON of ``eca-ref ablate --k ...``: each seed a dot, the mean
+    with its standard deviation as a bar; the adaptive k (Eq. 12) as a line with its band."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    res = json.loads(result.read_text())
+    rows = [r for r in res["rows"] if r.get("k") is not None]
+    if not rows:
+        raise SystemExit(f"{result}: no kernel-size rows (run eca-ref ablate with --k)")
+    cfg = res["config"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for r in rows:
+        acc = 100 * np.asarray(r["test_acc"])
+        label = f"{r['variant']}, k per stage {','.join(map(str, r['kernels']))}"
+        if r["k"] == "adaptive":
+            ax.axhline(acc.mean(), color="C1", label=f"adaptive (Eq. 12): {label}")
+            ax.axhspan(acc.mean() - acc.std(ddof=1), acc.mean() + acc.std(ddof=1), color="C1", alpha=0.15)
+        else:
+            ax.plot([r["k"]] * len(acc), acc, "o", color="C0", alpha=0.4, ms=4)
+            ax.errorbar(r["k"], acc.mean(), yerr=acc.std(ddof=1), fmt="s", color="C0", capsize=4)
+    fixed = sorted(r["k"] for r in rows if r["k"] != "adaptive")
+    ax.plot([], [], "s", color="C0", label="fixed k: mean ± std (dots: seeds)")
+    ax.set_xticks(fixed)
+    ax.set_xlabel("k (the same in every block)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    seeds = len(rows[0]["test_acc"])
+    images = f"first {cfg['limit']:,}" if cfg.get("limit") else "all"
+    ax.set_title(f"ECA-ResNet-{cfg['depth']} (width {cfg['width']}), {cfg['epochs']} epochs on the {images} "
+                 f"training images, {seeds} seeds", fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
+
+
 def gates_figure(path: Path, run: Path, data_dir) -> None:
     """Heat maps of the class-mean gate (classes x channels) of every block of a trained run."""
     import matplotlib.pyplot as plt
@@ -168,6 +208,8 @@ def main(argv=None) -> int:
     ap.add_argument("--run", type=Path, action="append", default=[],
                     help="a training run folder (repeatable): also draw its curves, and the first run's gates")
     ap.add_argument("--data-dir", default=None, help="CIFAR-10 location for the gates figure")
+    ap.add_argument("--ablate", type=Path, default=None,
+                    help="the JSON of `eca-ref ablate --k ... --json`: also draw the kernel-size sweep")
     opts = ap.parse_args(argv)
     try:
         import matplotlib
@@ -184,6 +226,9 @@ def main(argv=None) -> int:
         print(f"wrote {opts.out / 'training-curves.png'}")
         gates_figure(opts.out / "gates.png", opts.run[0], opts.data_dir)
         print(f"wrote {opts.out / 'gates.png'}")
+    if opts.ablate:
+        k_sweep_figure(opts.out / "k-sweep.png", opts.ablate)
+        print(f"wrote {opts.out / 'k-sweep.png'}")
     return 0
 
 

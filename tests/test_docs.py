@@ -15,6 +15,7 @@ import contextlib
 import doctest
 import importlib
 import io
+import json
 import pkgutil
 import re
 import subprocess
@@ -188,6 +189,24 @@ def test_figures_script(tmp_path):
     for name in ("band-matrices.png", "kernel-size.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (DOCS / "figures" / name).exists(), f"docs/figures/{name} is missing: run python docs/figures.py"
+
+
+def test_k_sweep_figure(tmp_path):
+    """--ablate draws the kernel-size sweep from ablate's JSON; a result without k rows is refused."""
+    pytest.importorskip("matplotlib")
+    row = {"variant": "eca", "params_total": 100, "seeds": [0, 1], "statuses": ["finished"] * 2, "seconds": 1.0}
+    rows = [{**row, "k": 1, "kernels": [1, 1, 1], "params_added": 3, "test_acc": [0.5, 0.52]},
+            {**row, "k": 3, "kernels": [3, 3, 3], "params_added": 9, "test_acc": [0.51, 0.55]},
+            {**row, "k": "adaptive", "kernels": [3, 3, 5], "params_added": 11, "test_acc": [0.53, 0.54]}]
+    cfg = {"depth": 8, "width": 32, "epochs": 2, "limit": None}
+    (tmp_path / "sweep.json").write_text(json.dumps({"config": cfg, "rows": rows}))
+    (tmp_path / "plain.json").write_text(json.dumps({"config": cfg, "rows": [{**rows[0], "k": None}]}))
+    for name, rc in (("sweep.json", 0), ("plain.json", 1)):
+        proc = subprocess.run([sys.executable, str(DOCS / "figures.py"), "--out", str(tmp_path / name[:-5]),
+                               "--ablate", str(tmp_path / name)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == rc, proc.stderr
+    assert (tmp_path / "sweep" / "k-sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "no kernel-size rows" in proc.stderr and not (tmp_path / "plain" / "k-sweep.png").exists()
 
 
 def _prose(text: str) -> str:
