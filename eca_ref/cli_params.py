@@ -169,7 +169,7 @@ def _size(text, default):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects instead of a table.")
 def compare_params_cmd(channels, reduction, groups, k, network, depth, width, stage_k, placement, flops, size,
                        as_json):
-    """Parameter counts of every attention variant, per module or per network.
+    """Parameter and FLOP counts of every attention variant, per module or per network.
 
     Without --network: one module on --channels C, every variant with its f(y), its
     #Param formula, the exact count and the paper's Top-1/Top-5. With --network: the
