@@ -174,8 +174,8 @@ def k_sweep_figure(path: Path, result: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     seeds = len(rows[0]["test_acc"])
-    images = f"first {cfg['limit']:,}" if cfg.get("limit") else "all"
-    ax.set_title(f"ECA-ResNet-{cfg['depth']} (width {cfg['width']}), {cfg['epochs']} epochs on the {images} "
+    images = f"the first {cfg['limit']:,}" if cfg.get("limit") else "all 50,000"
+    ax.set_title(f"ECA-ResNet-{cfg['depth']} (width {cfg['width']}), {cfg['epochs']} epochs on {images} "
                  f"training images, {seeds} seeds", fontsize=10)
     _save(fig, path)
     plt.close(fig)
