@@ -16,29 +16,21 @@ Figures:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from eca_ref import VARIANTS, band_matrix, kernel_size_info
+from eca_ref.fileio import atomic_write
 
 OUT = Path(__file__).resolve().parent / "figures"
 
 
 def _save(fig, path: Path) -> None:
-    """Write atomically: a temp file in the same folder, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write the PNG atomically (eca_ref.fileio: a temporary file beside it, then a rename)."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight",
+                                             metadata={"Software": None}))
 
 
 def matrices(C: int = 16, groups: int = 4, k: int = 3, seed: int = 0) -> list[tuple[str, np.ndarray, int]]:
