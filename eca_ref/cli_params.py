@@ -7,7 +7,6 @@ channels), :func:`eca_ref.tables.compare_network` (a network of the paper) and
 from __future__ import annotations
 
 import json
-import re
 
 import click
 from rich.table import Table
@@ -15,6 +14,7 @@ from rich.table import Table
 from eca_ref.cli_console import make_console
 from eca_ref.cli_types import check_ascii
 from eca_ref.errors import InputError
+from eca_ref.models.architectures import network_key
 from eca_ref.models.networks import NETWORKS, UNIT, get_network
 from eca_ref.tables import PAPER_CONVENTION, compare_cifar, compare_network, compare_variants, paper_flops_unit
 
@@ -182,10 +182,11 @@ def compare_params_cmd(channels, reduction, groups, k, network, depth, width, st
     check_ascii(stage_k, "--stage-k")
     if size is not None and not flops:
         raise InputError("--size needs --flops")
-    if network is not None and re.sub(r"[-_\s]", "", network.lower()) == "cifar":
-        network = "cifar"   # the one name besides the paper's networks (their names are read by get_network)
-    elif network is not None and re.sub(r"[-_\s]", "", network.lower()) not in NETWORKS:
-        raise InputError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}, cifar")
+    if network is not None:
+        key = network_key(network)   # the paper's names and cifar, read alike ('ResNet-50', 'CIFAR')
+        if key != "cifar" and key not in NETWORKS:
+            raise InputError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}, cifar")
+        network = "cifar" if key == "cifar" else network
     if (depth is not None or width is not None) and network != "cifar":
         raise InputError("--depth and --width need --network cifar")
     if network == "cifar":

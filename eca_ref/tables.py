@@ -326,8 +326,8 @@ def compare_cifar(depth: int = 8, width: int = 16, *, k: int | None = None,
     """
     if k is not None:
         k = check_kernel(k, "k")
-    plain = count_parameters(ResNetConfig(depth=depth, width=width, attention="none"))["total"]
-    name_of_net = cifar_architecture(ResNetConfig(depth=depth, width=width, attention="none")).name
+    plain_cfg = ResNetConfig(depth=depth, width=width, attention="none")
+    plain, name_of_net = count_parameters(plain_cfg)["total"], cifar_architecture(plain_cfg).name
     rows = []
     for name, v in VARIANTS.items():
         cfg = ResNetConfig(depth=depth, width=width, attention=name, k=k if "k" in v.hp_defaults else None)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from eca_ref.errors import InputError, InputTypeError
 
 __all__ = ["Layer", "Op", "Site", "Architecture", "ResNetSpec", "MobileNetV2Spec", "NETWORKS", "get_network",
+           "network_key",
            "conv", "bn", "fc", "op"]
 
 # ------------------------------------------------------------------------- layers
@@ -241,11 +242,16 @@ NETWORKS = {
 }
 
 
+def network_key(name: str) -> str:
+    """A network's name as looked up: case, '-', '_' and spaces ignored ('ResNet-50' -> 'resnet50')."""
+    return re.sub(r"[-_\s]", "", name.lower())
+
+
 def get_network(network):
     """The spec of a network by name (case, '-' and '_' ignored: 'ResNet-50' works)."""
     if not isinstance(network, str):
         raise InputTypeError(f"network must be a string, one of {', '.join(NETWORKS)}; got {network!r}")
-    key = re.sub(r"[-_\s]", "", network.lower())
+    key = network_key(network)
     if key not in NETWORKS:
         raise InputError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
     return NETWORKS[key]
